@@ -1,0 +1,112 @@
+// The files that make up an image on disk: header parsing, listing, usage and
+// removal (the portable counterparts of GetCimUsage and DestroyCim).
+#include <cerrno>
+#include <cstring>
+
+#include "cimfs/error.hpp"
+#include "cimfs/platform.hpp"
+#include "cimfs/reader.hpp"
+#include "header.hpp"
+
+namespace cimfs {
+
+namespace detail {
+
+using namespace format;
+
+std::string region_file_name(const RegionSet& set, unsigned index) {
+    return "region_" + set.guid.to_string() + "_" + std::to_string(index);
+}
+
+std::string objectid_file_name(const RegionSet& set, unsigned index) {
+    return "objectid_" + set.guid.to_string() + "_" + std::to_string(index);
+}
+
+ParsedHeader read_header(const std::string& path, const char* op) {
+    if (!platform::exists(path))
+        throw_op_error(Errc::not_found, op, path, "no such image", ENOENT);
+    platform::File f = platform::File::open_read(path);
+    std::uint64_t size = f.size();
+    if (size < kFilesystemHeaderSize)
+        throw_op_error(Errc::corrupt_image, op, path, "not a CIM image: file shorter than its 72-byte header", EIO);
+    unsigned char h[kFilesystemHeaderSize];
+    f.pread_exact(h, sizeof h, 0);
+    if (std::memcmp(h, kMagic, 8) != 0)
+        throw_op_error(Errc::corrupt_image, op, path, "not a CIM image: bad magic", EIO);
+    if (h[12] != static_cast<unsigned char>(HeaderType::filesystem))
+        throw_op_error(Errc::corrupt_image, op, path, "not a filesystem header (a region or objectid file?)", EIO);
+    ParsedHeader ph;
+    ph.version.major = ld32(h + 16);
+    ph.version.minor = ld32(h + 20);
+    if (ph.version.major < 2 || ph.version.major > 3)
+        throw_op_error(Errc::corrupt_image, op, path,
+                       "unsupported format version " + std::to_string(ph.version.major) + "." +
+                           std::to_string(ph.version.minor) + " (2.x and 3.x are known)", EIO);
+    std::uint32_t header_length = ld32(h + 8);
+    if (header_length < kFilesystemHeaderSize)
+        throw_op_error(Errc::corrupt_image, op, path, "header length field too small", EIO);
+    ph.own = decode_region_set(h + 32);
+    ph.filesystem_offset = ld64(h + 56);
+    std::uint16_t parents = ld16(h + 70);
+    if (size < kFilesystemHeaderSize + std::uint64_t(parents) * kRegionSetSize)
+        throw_op_error(Errc::corrupt_image, op, path, "header lists more parent region sets than it holds", EIO);
+    std::vector<unsigned char> ps(std::size_t(parents) * kRegionSetSize);
+    if (!ps.empty()) f.pread_exact(ps.data(), ps.size(), kFilesystemHeaderSize);
+    std::uint32_t total = ph.own.count;
+    for (unsigned i = 0; i < parents; ++i) {
+        ph.parents.push_back(decode_region_set(&ps[i * kRegionSetSize]));
+        total += ph.parents.back().count;
+    }
+    if (total > 0xFFFF)
+        throw_op_error(Errc::corrupt_image, op, path, "more than 65535 region files", EIO);
+    return ph;
+}
+
+}  // namespace detail
+
+std::vector<std::string> image_region_files(const std::string& header_path, bool own_only) {
+    auto ph = detail::read_header(header_path, "list regions");
+    std::string dir = platform::dirname(header_path);
+    std::vector<std::string> files;
+    auto add_set = [&](const format::RegionSet& s, bool with_objectids) {
+        for (unsigned i = 0; i < s.count; ++i) {
+            files.push_back(platform::join(dir, detail::region_file_name(s, i)));
+            if (with_objectids) files.push_back(platform::join(dir, detail::objectid_file_name(s, i)));
+        }
+    };
+    if (!own_only)
+        for (auto& p : ph.parents) add_set(p, false);
+    add_set(ph.own, own_only);
+    return files;
+}
+
+std::uint64_t image_usage(const std::string& header_path) {
+    auto ph = detail::read_header(header_path, "usage");
+    std::string dir = platform::dirname(header_path);
+    std::uint64_t total = platform::file_size(header_path);
+    for (unsigned i = 0; i < ph.own.count; ++i) {
+        for (auto name : {detail::region_file_name(ph.own, i), detail::objectid_file_name(ph.own, i)}) {
+            std::string p = platform::join(dir, name);
+            if (platform::exists(p)) total += platform::file_size(p);
+        }
+    }
+    return total;
+}
+
+void destroy_image(const std::string& header_path) {
+    auto ph = detail::read_header(header_path, "destroy");
+    std::string dir = platform::dirname(header_path);
+    // The header goes first: once it is gone no reader can open a half-removed image.
+    platform::OsError err;
+    if (!platform::remove_file(header_path, &err))
+        throw_op_error(Errc::io, "destroy", header_path, err.message, err.code);
+    for (unsigned i = 0; i < ph.own.count; ++i) {
+        for (auto name : {detail::region_file_name(ph.own, i), detail::objectid_file_name(ph.own, i)}) {
+            std::string p = platform::join(dir, name);
+            if (platform::exists(p) && !platform::remove_file(p, &err))
+                throw_op_error(Errc::io, "destroy", header_path, p + ": " + err.message, err.code);
+        }
+    }
+}
+
+}  // namespace cimfs

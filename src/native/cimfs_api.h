@@ -1,0 +1,149 @@
+// The parts of cimfs.h (Windows SDK) the native backend uses, declared here so
+// that the backend builds with toolchains whose headers lack cimfs.h (mingw-w64)
+// or predate its newer functions. When the SDK header is available its types
+// are checked against these declarations at compile time.
+//
+// Nothing links against cimfs.lib: the functions are looked up at run time
+// (LoadLibraryExW from System32 + GetProcAddress) through the table below, for
+// both MSVC and mingw. See native_win32.cpp for why.
+#pragma once
+
+#ifndef _WIN32
+#error "cimfs_api.h is for Windows builds only"
+#endif
+
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+
+#include <cstddef>
+
+#if defined(__has_include)
+#if __has_include(<cimfs.h>)
+#include <cimfs.h>
+#define CIMFS_HAVE_SDK_HEADER 1
+#endif
+#endif
+
+namespace cimfs::native::api {
+
+typedef struct CimImage* ImageHandle;    // CIMFS_IMAGE_HANDLE
+typedef struct CimStream* StreamHandle;  // CIMFS_STREAM_HANDLE
+
+// CIMFS_FILE_METADATA (natural C alignment, as in cimfs.h).
+struct FileMetadata {
+    UINT32 Attributes;
+    INT64 FileSize;
+    LARGE_INTEGER CreationTime;
+    LARGE_INTEGER LastWriteTime;
+    LARGE_INTEGER ChangeTime;
+    LARGE_INTEGER LastAccessTime;
+    const void* SecurityDescriptorBuffer;
+    UINT32 SecurityDescriptorSize;
+    const void* ReparseDataBuffer;
+    UINT32 ReparseDataSize;
+    const void* ExtendedAttributes;  // FILE_FULL_EA_INFORMATION chain
+    UINT32 EACount;                  // despite the name: the EA buffer's size in bytes
+};
+
+// CIMFS_IMAGE_PATH
+struct ImagePath {
+    PCWSTR ImageDir;
+    PCWSTR ImageName;
+};
+
+#if defined(_WIN64)
+static_assert(sizeof(FileMetadata) == 96, "CIMFS_FILE_METADATA layout");
+static_assert(offsetof(FileMetadata, SecurityDescriptorBuffer) == 48, "CIMFS_FILE_METADATA layout");
+static_assert(offsetof(FileMetadata, EACount) == 88, "CIMFS_FILE_METADATA layout");
+#endif
+
+#if defined(CIMFS_HAVE_SDK_HEADER)
+static_assert(sizeof(FileMetadata) == sizeof(CIMFS_FILE_METADATA), "CIMFS_FILE_METADATA size");
+static_assert(offsetof(FileMetadata, FileSize) == offsetof(CIMFS_FILE_METADATA, FileSize), "FileSize");
+static_assert(offsetof(FileMetadata, SecurityDescriptorBuffer) ==
+                  offsetof(CIMFS_FILE_METADATA, SecurityDescriptorBuffer), "SecurityDescriptorBuffer");
+static_assert(offsetof(FileMetadata, ReparseDataBuffer) == offsetof(CIMFS_FILE_METADATA, ReparseDataBuffer),
+              "ReparseDataBuffer");
+static_assert(offsetof(FileMetadata, ExtendedAttributes) == offsetof(CIMFS_FILE_METADATA, ExtendedAttributes),
+              "ExtendedAttributes");
+static_assert(offsetof(FileMetadata, EACount) == offsetof(CIMFS_FILE_METADATA, EACount), "EACount");
+#endif
+
+// Function types (all __stdcall, which is the only convention on x64/ARM64).
+using CimCreateImage_t = HRESULT(WINAPI*)(PCWSTR dir, PCWSTR existingName, PCWSTR newName,
+                                          ImageHandle* image);
+using CimCreateImage2_t = HRESULT(WINAPI*)(PCWSTR dir, UINT32 flags, PCWSTR existingName,
+                                           PCWSTR newName, ImageHandle* image);
+using CimCloseImage_t = void(WINAPI*)(ImageHandle image);
+using CimCommitImage_t = HRESULT(WINAPI*)(ImageHandle image);
+using CimCreateFile_t = HRESULT(WINAPI*)(ImageHandle image, PCWSTR path, const FileMetadata* meta,
+                                         StreamHandle* stream);
+using CimCloseStream_t = HRESULT(WINAPI*)(StreamHandle stream);
+using CimWriteStream_t = HRESULT(WINAPI*)(StreamHandle stream, const void* buffer, UINT32 size);
+using CimDeletePath_t = HRESULT(WINAPI*)(ImageHandle image, PCWSTR path);
+using CimCreateHardLink_t = HRESULT(WINAPI*)(ImageHandle image, PCWSTR newPath, PCWSTR existingPath);
+using CimCreateAlternateStream_t = HRESULT(WINAPI*)(ImageHandle image, PCWSTR path, UINT64 size,
+                                                    StreamHandle* stream);
+using CimAddFsToMergedImage_t = HRESULT(WINAPI*)(ImageHandle image, PCWSTR sourcePath);
+using CimAddFsToMergedImage2_t = HRESULT(WINAPI*)(ImageHandle image, PCWSTR sourcePath, UINT32 flags);
+using CimTombstoneFile_t = HRESULT(WINAPI*)(ImageHandle image, PCWSTR path);
+using CimCreateMergeLink_t = HRESULT(WINAPI*)(ImageHandle image, PCWSTR newPath, PCWSTR existingPath);
+using CimSealImage_t = HRESULT(WINAPI*)(PCWSTR blockPath, UINT64* hashSize, UINT64* fixedHeaderSize,
+                                        BYTE* hash);
+using CimGetVerificationInformation_t = HRESULT(WINAPI*)(PCWSTR blockPath, UINT32* isSealed,
+                                                         UINT64* hashSize, UINT64* signatureSize,
+                                                         UINT64* fixedHeaderSize, BYTE* hash,
+                                                         BYTE* signature);
+using CimMountImage_t = HRESULT(WINAPI*)(PCWSTR dir, PCWSTR name, UINT32 flags, const GUID* volume);
+using CimMergeMountImage_t = HRESULT(WINAPI*)(UINT32 count, const ImagePath* paths, UINT32 flags,
+                                              const GUID* volume);
+using CimMountVerifiedImage_t = HRESULT(WINAPI*)(PCWSTR dir, PCWSTR name, UINT32 flags,
+                                                 const GUID* volume, UINT16 hashSize, const BYTE* hash);
+using CimMergeMountVerifiedImage_t = HRESULT(WINAPI*)(UINT32 count, const ImagePath* paths,
+                                                      UINT32 flags, const GUID* volume,
+                                                      UINT16 hashSize, const BYTE* hash);
+using CimDismountImage_t = HRESULT(WINAPI*)(const GUID* volume);
+
+// Functions that write images. Resolved from one DLL as a set: handles made by
+// cimwriter.dll must not be passed to cimfs.dll and vice versa.
+struct WriterTable {
+    HMODULE module = nullptr;
+    const char* dll = "";
+    CimCreateImage_t CimCreateImage = nullptr;
+    CimCreateImage2_t CimCreateImage2 = nullptr;
+    CimCloseImage_t CimCloseImage = nullptr;
+    CimCommitImage_t CimCommitImage = nullptr;
+    CimCreateFile_t CimCreateFile = nullptr;
+    CimCloseStream_t CimCloseStream = nullptr;
+    CimWriteStream_t CimWriteStream = nullptr;
+    CimDeletePath_t CimDeletePath = nullptr;
+    CimCreateHardLink_t CimCreateHardLink = nullptr;
+    CimCreateAlternateStream_t CimCreateAlternateStream = nullptr;
+    CimAddFsToMergedImage_t CimAddFsToMergedImage = nullptr;
+    CimAddFsToMergedImage2_t CimAddFsToMergedImage2 = nullptr;
+    CimTombstoneFile_t CimTombstoneFile = nullptr;
+    CimCreateMergeLink_t CimCreateMergeLink = nullptr;
+    CimSealImage_t CimSealImage = nullptr;
+    CimGetVerificationInformation_t CimGetVerificationInformation = nullptr;
+    // The minimum for writing a plain image.
+    bool usable() const {
+        return CimCreateImage && CimCloseImage && CimCommitImage && CimCreateFile &&
+               CimCloseStream && CimWriteStream;
+    }
+};
+
+// Functions that only cimfs.dll has (the driver side).
+struct MountTable {
+    CimMountImage_t CimMountImage = nullptr;
+    CimMergeMountImage_t CimMergeMountImage = nullptr;
+    CimMountVerifiedImage_t CimMountVerifiedImage = nullptr;
+    CimMergeMountVerifiedImage_t CimMergeMountVerifiedImage = nullptr;
+    CimDismountImage_t CimDismountImage = nullptr;
+};
+
+}  // namespace cimfs::native::api

@@ -1,0 +1,397 @@
+#include "region_writer.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "cimfs/error.hpp"
+
+namespace cimfs::detail {
+
+using namespace format;
+
+namespace {
+constexpr std::size_t kBufferSize = 1 << 20;      // gathered small appends
+constexpr std::size_t kDirectWrite = 256 << 10;   // appends this large bypass the buffer
+constexpr std::size_t kHashChunk = 1 << 20;
+
+std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
+}  // namespace
+
+// ---- RegionFile -----------------------------------------------------------------
+
+RegionFile::RegionFile(RegionType type, std::uint16_t index_in_set, std::uint16_t index_in_type,
+                       std::string final_path, std::string temp_path, Version version)
+    : type_(type), index_in_set_(index_in_set), index_in_type_(index_in_type),
+      final_path_(std::move(final_path)), temp_path_(std::move(temp_path)) {
+    file_ = platform::File::create_exclusive(temp_path_);
+    unsigned char h[kRegionHeaderSize];
+    encode_common_header(h, kRegionHeaderSize, HeaderType::region, version);
+    st16(h + 32, index_in_type_);
+    h[34] = static_cast<unsigned char>(type_);
+    buf_.reserve(kBufferSize);
+    buf_start_ = 0;
+    append(h, sizeof h);
+}
+
+std::uint32_t RegionFile::alignment() const {
+    return type_ == RegionType::page_data ? kPageAlignment : kMetadataAlignment;
+}
+
+std::uint64_t RegionFile::align() {
+    std::uint64_t target = round_up(end_, alignment());
+    if (target != end_) {
+        if (!buf_.empty() && target - end_ <= kBufferSize - buf_.size()) {
+            buf_.resize(buf_.size() + static_cast<std::size_t>(target - end_), 0);
+        } else {
+            flush();
+            buf_start_ = target;  // leaves a hole that reads as zeros
+        }
+        end_ = target;
+    }
+    return end_;
+}
+
+void RegionFile::append(const void* data, std::size_t n) {
+    if (n == 0) return;
+    if (buf_.size() + n > kBufferSize) flush();
+    if (buf_.empty() && n >= kDirectWrite) {
+        file_.pwrite_all(data, n, end_);
+        end_ += n;
+        buf_start_ = end_;
+        return;
+    }
+    if (buf_.empty()) buf_start_ = end_;
+    const unsigned char* p = static_cast<const unsigned char*>(data);
+    buf_.insert(buf_.end(), p, p + n);
+    end_ += n;
+}
+
+void RegionFile::flush() {
+    if (!buf_.empty()) {
+        file_.pwrite_all(buf_.data(), buf_.size(), buf_start_);
+        buf_.clear();
+    }
+    buf_start_ = end_;
+}
+
+void RegionFile::truncate_to(std::uint64_t pos) {
+    if (pos >= buf_start_ && pos - buf_start_ <= buf_.size()) {
+        buf_.resize(static_cast<std::size_t>(pos - buf_start_));
+    } else {
+        flush();
+        file_.truncate(pos);
+        buf_start_ = pos;
+    }
+    end_ = pos;
+}
+
+void RegionFile::move_down(std::uint64_t from, std::uint64_t to, std::uint64_t n) {
+    flush();
+    std::vector<unsigned char> chunk(static_cast<std::size_t>(std::min<std::uint64_t>(n, kHashChunk)));
+    std::uint64_t done = 0;
+    while (done < n) {
+        std::size_t c = static_cast<std::size_t>(std::min<std::uint64_t>(n - done, chunk.size()));
+        file_.pread_exact(chunk.data(), c, from + done);
+        file_.pwrite_all(chunk.data(), c, to + done);
+        done += c;
+    }
+}
+
+void RegionFile::finish(bool durable) {
+    std::uint64_t len = round_up(end_, alignment());
+    flush();
+    file_.truncate(len);
+    if (durable) file_.sync();
+}
+
+// ---- ObjectStore ------------------------------------------------------------------
+
+ObjectStore::ObjectStore(std::string directory, Guid guid, std::uint16_t base_region_index,
+                         Version version, std::string image_for_errors)
+    : dir_(std::move(directory)), guid_(guid), base_(base_region_index), version_(version),
+      image_(std::move(image_for_errors)) {
+    // The metadata region is always the first of the set, as in Windows' images.
+    region(RegionType::metadata);
+}
+
+ObjectStore::~ObjectStore() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+}
+
+void ObjectStore::add_known(const ObjectId& id, std::uint64_t region_offset) {
+    known_.emplace(id, region_offset);
+}
+
+RegionFile& ObjectStore::region(RegionType type) {
+    for (auto& r : regions_)
+        if (r->type() == type) return *r;
+    std::uint16_t in_set = static_cast<std::uint16_t>(regions_.size());
+    std::uint16_t in_type = 0;  // one region per type: Windows' split rule is not public
+    std::string suffix = guid_.to_string() + "_" + std::to_string(in_set);
+    std::string final_path = platform::join(dir_, "region_" + suffix);
+    std::string temp_path = platform::join(dir_, ".cimfs-tmp-region_" + suffix);
+    regions_.push_back(std::make_unique<RegionFile>(type, in_set, in_type, final_path, temp_path, version_));
+    return *regions_.back();
+}
+
+std::uint64_t ObjectStore::lookup(const ObjectId& id, std::uint32_t alignment) const {
+    auto it = known_.find(id);
+    if (it == known_.end()) return 0;
+    if (offset_of(it->second) % alignment != 0) return 0;
+    return it->second;
+}
+
+void ObjectStore::record(RegionFile& r, const ObjectId& id, std::uint64_t offset) {
+    r.entries.push_back({id, offset});
+    known_.emplace(id, make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), offset));
+}
+
+std::uint64_t ObjectStore::put_metadata(const void* data, std::size_t n) {
+    ObjectId id = object_id_of(data, n);
+    if (std::uint64_t ro = lookup(id, kMetadataAlignment)) return ro;
+    RegionFile& r = region(RegionType::metadata);
+    std::uint64_t off = r.align();
+    r.append(data, n);
+    record(r, id, off);
+    return make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), off);
+}
+
+void ObjectStore::begin_data(std::uint64_t length) {
+    cur_ = &region(length < kSmallDataLimit ? RegionType::small_data : RegionType::page_data);
+    cur_offset_ = cur_->align();
+    cur_length_ = length;
+    cur_written_ = 0;
+    if (cur_->type() == RegionType::small_data) cur_hash_.reset();
+}
+
+void ObjectStore::append_data(const void* data, std::size_t n) {
+    if (cur_->type() == RegionType::small_data) {
+        if (cur_written_ < sizeof cur_head_) {
+            std::size_t c = std::min<std::size_t>(n, sizeof cur_head_ - static_cast<std::size_t>(cur_written_));
+            std::memcpy(cur_head_ + cur_written_, data, c);
+        }
+        cur_hash_.update(data, n);
+    }
+    cur_->append(data, n);
+    cur_written_ += n;
+    data_bytes_ += n;
+}
+
+void ObjectStore::abort_data() {
+    if (cur_) {
+        data_bytes_ -= cur_written_;
+        cur_->truncate_to(cur_offset_);
+        cur_ = nullptr;
+    }
+}
+
+DataRef ObjectStore::end_data() {
+    RegionFile& r = *cur_;
+    cur_ = nullptr;
+    DataRef ref;
+    if (r.type() == RegionType::small_data) {
+        ObjectId id;
+        id.length = cur_length_;
+        if (cur_length_ <= id.digest.size())
+            std::memcpy(id.digest.data(), cur_head_, static_cast<std::size_t>(cur_length_));
+        else
+            id.digest = cur_hash_.finish();
+        if (std::uint64_t ro = lookup(id, kMetadataAlignment)) {
+            r.truncate_to(cur_offset_);  // the copy was the region's tail: take it back
+            data_bytes_ -= cur_length_;
+            ref.region_offset = ro;
+        } else {
+            record(r, id, cur_offset_);
+            ref.region_offset = make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), cur_offset_);
+        }
+        return ref;
+    }
+    // Large data: hash it in the background from the file (page cache) while the
+    // caller goes on writing; deduplicate at commit.
+    r.flush();
+    start_workers();
+    std::lock_guard<std::mutex> lock(mu_);
+    Pending p;
+    p.region = &r;
+    p.offset = cur_offset_;
+    p.length = cur_length_;
+    pending_.push_back(p);
+    ref.pending = static_cast<std::int64_t>(pending_.size() - 1);
+    queue_.push_back(pending_.size() - 1);
+    ++outstanding_;
+    cv_.notify_one();
+    return ref;
+}
+
+void ObjectStore::start_workers() {
+    if (!workers_.empty()) return;
+    unsigned n = std::max(1u, std::min(8u, platform::hardware_threads()));
+    for (unsigned i = 0; i < n; ++i) workers_.emplace_back([this] { hash_worker(); });
+}
+
+void ObjectStore::hash_worker() {
+    std::vector<unsigned char> buf(kHashChunk);
+    Sha512 sha;
+    for (;;) {
+        std::size_t idx;
+        platform::File* file;
+        std::uint64_t offset, length;
+        {
+            std::unique_lock<std::mutex> lock(mu_);
+            cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+            if (stop_ && queue_.empty()) return;
+            idx = queue_.front();
+            queue_.pop_front();
+            file = &pending_[idx].region->file();
+            offset = pending_[idx].offset;
+            length = pending_[idx].length;
+        }
+        ObjectId id;
+        id.length = length;
+        std::exception_ptr err;
+        try {
+            sha.reset();
+            std::uint64_t done = 0;
+            while (done < length) {
+                std::size_t c = static_cast<std::size_t>(std::min<std::uint64_t>(length - done, buf.size()));
+                file->pread_exact(buf.data(), c, offset + done);
+                sha.update(buf.data(), c);
+                done += c;
+            }
+            id.digest = sha.finish();
+        } catch (...) {
+            err = std::current_exception();
+        }
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            pending_[idx].id = id;
+            pending_[idx].hashed = true;
+            if (err && !worker_error_) worker_error_ = err;
+            --outstanding_;
+        }
+        done_cv_.notify_all();
+    }
+}
+
+void ObjectStore::resolve_pending() {
+    {
+        std::unique_lock<std::mutex> lock(mu_);
+        done_cv_.wait(lock, [this] { return outstanding_ == 0; });
+        if (worker_error_) std::rethrow_exception(worker_error_);
+    }
+    if (pending_.empty()) return;
+    // Deduplicate in write order, so the result does not depend on thread timing.
+    bool holes = false;
+    std::vector<bool> duplicate(pending_.size(), false);
+    for (std::size_t i = 0; i < pending_.size(); ++i) {
+        Pending& p = pending_[i];
+        if (std::uint64_t ro = lookup(p.id, kPageAlignment)) {
+            p.final_offset = ro;
+            duplicate[i] = true;
+            holes = true;
+            data_bytes_ -= p.length;
+        } else {
+            record(*p.region, p.id, p.offset);
+            p.final_offset = make_region_offset(static_cast<std::uint16_t>(base_ + p.region->index_in_set()), p.offset);
+        }
+    }
+    if (!holes) return;
+    // Compact the page-aligned region: move each kept object down over the holes.
+    // Every object in that region is a pending one, stored in write order.
+    RegionFile& r = region(RegionType::page_data);
+    r.flush();
+    std::uint64_t cursor = kRegionHeaderSize;
+    std::unordered_map<std::uint64_t, std::uint64_t> moved;  // old offset -> new
+    for (std::size_t i = 0; i < pending_.size(); ++i) {
+        Pending& p = pending_[i];
+        if (duplicate[i]) continue;
+        std::uint64_t target = round_up(cursor, kPageAlignment);
+        if (target != p.offset) r.move_down(p.offset, target, p.length);
+        moved[p.offset] = target;
+        p.offset = target;
+        p.final_offset = make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), target);
+        cursor = target + p.length;
+    }
+    for (auto& e : r.entries) {
+        auto it = moved.find(e.offset);
+        if (it != moved.end()) {
+            e.offset = it->second;
+            known_[e.id] = make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), it->second);
+        }
+    }
+    // Duplicates of duplicates point at the moved copy.
+    for (std::size_t i = 0; i < pending_.size(); ++i)
+        if (duplicate[i]) pending_[i].final_offset = known_.at(pending_[i].id);
+    r.truncate_to(cursor);
+}
+
+std::uint64_t ObjectStore::resolved(const DataRef& ref) const {
+    if (ref.pending < 0) return ref.region_offset;
+    return pending_.at(static_cast<std::size_t>(ref.pending)).final_offset;
+}
+
+std::uint16_t ObjectStore::finish(bool durable) {
+    for (auto& rp : regions_) {
+        RegionFile& r = *rp;
+        r.finish(durable);
+        std::sort(r.entries.begin(), r.entries.end(),
+                  [](const RegionFile::Entry& a, const RegionFile::Entry& b) { return a.id < b.id; });
+        std::string suffix = guid_.to_string() + "_" + std::to_string(r.index_in_set());
+        std::string final_path = platform::join(dir_, "objectid_" + suffix);
+        std::string temp_path = platform::join(dir_, ".cimfs-tmp-objectid_" + suffix);
+        std::vector<unsigned char> out(kObjectIdHeaderSize + r.entries.size() * kObjectIdEntrySize);
+        unsigned char* h = out.data();
+        encode_common_header(h, kObjectIdHeaderSize, HeaderType::object_id, version_);
+        st16(h + 32, r.index_in_set());
+        h[34] = static_cast<unsigned char>(r.type());
+        st32(h + 40, kObjectIdHeaderSize);
+        st32(h + 44, static_cast<std::uint32_t>(r.entries.size()));
+        unsigned char* p = h + kObjectIdHeaderSize;
+        for (const auto& e : r.entries) {
+            st64(p, e.id.length);
+            std::memcpy(p + 8, e.id.digest.data(), kDigestSize);
+            st64(p + 32, e.offset);
+            p += kObjectIdEntrySize;
+        }
+        objectid_temp_.push_back(temp_path);
+        objectid_final_.push_back(final_path);
+        platform::File f = platform::File::create_exclusive(temp_path);
+        f.pwrite_all(out.data(), out.size(), 0);
+        if (durable) f.sync();
+        f.close();
+    }
+    return region_count();
+}
+
+void ObjectStore::publish() {
+    for (auto& r : regions_) {
+        r->file().close();
+        platform::rename_replace(r->temp_path(), r->final_path());
+    }
+    for (std::size_t i = 0; i < objectid_temp_.size(); ++i)
+        platform::rename_replace(objectid_temp_[i], objectid_final_[i]);
+    objectid_temp_.clear();
+}
+
+void ObjectStore::discard() noexcept {
+    {
+        std::unique_lock<std::mutex> lock(mu_);
+        outstanding_ -= queue_.size();
+        queue_.clear();
+        done_cv_.wait(lock, [this] { return outstanding_ == 0; });
+    }
+    for (auto& r : regions_) {
+        try { r->file().close(); } catch (...) {}
+        platform::remove_file(r->temp_path());
+    }
+    for (auto& p : objectid_temp_) platform::remove_file(p);
+    objectid_temp_.clear();
+}
+
+}  // namespace cimfs::detail
+

@@ -1,0 +1,152 @@
+// Internal to the portable writer: the image's own region files and the object
+// store on top of them (object IDs, deduplication, deferred hashing of large
+// data, and the object-ID files).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "cimfs/format.hpp"
+#include "cimfs/object_id.hpp"
+#include "cimfs/platform.hpp"
+
+namespace cimfs::detail {
+
+// One region file being written. Small appends are gathered in a buffer; large
+// ones go straight from the caller's memory to the file.
+class RegionFile {
+public:
+    RegionFile(format::RegionType type, std::uint16_t index_in_set, std::uint16_t index_in_type,
+               std::string final_path, std::string temp_path, format::Version version);
+
+    format::RegionType type() const { return type_; }
+    std::uint16_t index_in_set() const { return index_in_set_; }
+    std::uint16_t index_in_type() const { return index_in_type_; }
+    std::uint32_t alignment() const;
+    std::uint64_t end() const { return end_; }
+
+    // Move the write position up to the region's alignment; returns it.
+    std::uint64_t align();
+    void append(const void* data, std::size_t n);
+    // Drop everything from `pos` on (undo of the last object).
+    void truncate_to(std::uint64_t pos);
+    void flush();
+    // Copy [from, from+n) to `to` (to < from), for compaction.
+    void move_down(std::uint64_t from, std::uint64_t to, std::uint64_t n);
+    // Pad the file to the alignment and flush; `durable` also fsyncs.
+    void finish(bool durable);
+
+    platform::File& file() { return file_; }
+    const std::string& final_path() const { return final_path_; }
+    const std::string& temp_path() const { return temp_path_; }
+
+    struct Entry {
+        ObjectId id;
+        std::uint64_t offset;
+    };
+    std::vector<Entry> entries;  // every object stored here, for the objectid file
+
+private:
+    format::RegionType type_;
+    std::uint16_t index_in_set_, index_in_type_;
+    std::string final_path_, temp_path_;
+    platform::File file_;
+    std::uint64_t end_ = 0;         // logical end: where the next object may start
+    std::vector<unsigned char> buf_;
+    std::uint64_t buf_start_ = 0;   // file offset of buf_[0]
+};
+
+// Where a data object lives: resolved at once (small data) or after the
+// deferred hash of large data has been compared with the known objects.
+struct DataRef {
+    std::uint64_t region_offset = 0;  // valid when pending < 0
+    std::int64_t pending = -1;        // index into ObjectStore's pending list
+};
+
+class ObjectStore {
+public:
+    ObjectStore(std::string directory, format::Guid guid, std::uint16_t base_region_index,
+                format::Version version, std::string image_for_errors);
+    ~ObjectStore();
+
+    // Objects already present (in parent regions), found by their IDs.
+    void add_known(const ObjectId& id, std::uint64_t region_offset);
+
+    // Store a whole metadata object (deduplicated); returns its RegionOffset.
+    std::uint64_t put_metadata(const void* data, std::size_t n);
+
+    // Streaming data objects: begin, append any number of times, end.
+    void begin_data(std::uint64_t length);
+    void append_data(const void* data, std::size_t n);
+    DataRef end_data();
+    // Abandon the object being streamed (its bytes are dropped).
+    void abort_data();
+
+    // Wait for the hashes of large data, deduplicate them in the order they were
+    // written, and compact the page-aligned region if duplicates left holes.
+    void resolve_pending();
+    std::uint64_t resolved(const DataRef& ref) const;
+
+    // Pad, flush and write the objectid files (temp names). Returns the region count.
+    std::uint16_t finish(bool durable);
+    // Rename regions and objectid files to their final names.
+    void publish();
+    // Remove every file this store created (abort).
+    void discard() noexcept;
+
+    std::uint16_t region_count() const { return static_cast<std::uint16_t>(regions_.size()); }
+    const format::Guid& guid() const { return guid_; }
+    std::uint64_t data_bytes_written() const { return data_bytes_; }
+
+private:
+    RegionFile& region(format::RegionType type);
+    std::uint64_t lookup(const ObjectId& id, std::uint32_t alignment) const;
+    void record(RegionFile& r, const ObjectId& id, std::uint64_t offset);
+    void hash_worker();
+    void start_workers();
+
+    struct Pending {
+        RegionFile* region;
+        std::uint64_t offset;
+        std::uint64_t length;
+        ObjectId id;
+        bool hashed = false;
+        std::uint64_t final_offset = 0;  // RegionOffset once resolved
+    };
+
+    std::string dir_;
+    format::Guid guid_;
+    std::uint16_t base_;
+    format::Version version_;
+    std::string image_;
+    std::vector<std::unique_ptr<RegionFile>> regions_;
+    std::unordered_map<ObjectId, std::uint64_t, ObjectIdHash> known_;
+    std::vector<std::string> objectid_temp_, objectid_final_;
+
+    // the data object being streamed
+    RegionFile* cur_ = nullptr;
+    std::uint64_t cur_offset_ = 0, cur_length_ = 0, cur_written_ = 0;
+    Sha512 cur_hash_;
+    unsigned char cur_head_[24] = {};
+
+    // deferred hashing of large objects
+    std::deque<Pending> pending_;
+    std::mutex mu_;
+    std::condition_variable cv_, done_cv_;
+    std::deque<std::size_t> queue_;
+    std::size_t outstanding_ = 0;
+    bool stop_ = false;
+    std::exception_ptr worker_error_;
+    std::vector<std::thread> workers_;
+    std::uint64_t data_bytes_ = 0;
+};
+
+}  // namespace cimfs::detail
