@@ -29,7 +29,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <mutex>
 
 #include "cimfs/error.hpp"
 #include "cimfs/native.hpp"
@@ -349,7 +348,7 @@ public:
         api::StreamHandle stream = nullptr;
         HRESULT hr = t_.CimCreateFile(image_, w.c_str(), &m, &stream);
         if (FAILED(hr)) hr_error(hr, ErrorSubject::path, op, image_path_, to_utf8(path));
-        open_stream(stream, directory ? 0 : meta.size, to_utf8(path));
+        open_stream(stream, directory ? 0 : meta.size, to_utf8(path), directory);
     }
 
     void write(const void* data, std::size_t n) override {
@@ -395,7 +394,7 @@ public:
         api::StreamHandle h = nullptr;
         HRESULT hr = t_.CimCreateAlternateStream(image_, w.c_str(), size, &h);
         if (FAILED(hr)) hr_error(hr, ErrorSubject::path, op, image_path_, to_utf8(path));
-        open_stream(h, size, to_utf8(path));
+        open_stream(h, size, to_utf8(path), false);
     }
 
     void add_hard_link(const std::u16string& existing, const std::u16string& new_path) override {
@@ -466,11 +465,13 @@ private:
         return to_wide(join_path(comps));
     }
 
-    void open_stream(api::StreamHandle h, std::uint64_t size, std::string path) {
+    // CimCreateFile returns a stream handle for directories too; it is kept (and
+    // closed before the next operation, as hcsshim does) but cannot be written.
+    void open_stream(api::StreamHandle h, std::uint64_t size, std::string path, bool directory) {
         stream_ = h;
         left_ = size;
         stream_path_ = std::move(path);
-        stream_is_directory_ = false;
+        stream_is_directory_ = directory;
     }
 
     // Close the open stream, failing (after closing it) when it is short.
