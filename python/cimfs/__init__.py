@@ -1,0 +1,86 @@
+"""cimfs: build, read and mount Windows CimFS images.
+
+>>> import cimfs
+>>> with cimfs.create("out", "layer.cim") as w:
+...     w.add_directory("Files")
+...     w.add_file("Files\\hello.txt", data=b"Hello world!")
+>>> with cimfs.open("out/layer.cim") as image:
+...     image.read_bytes("files\\HELLO.TXT")
+b'Hello world!'
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Union
+
+from . import _core
+from ._times import datetime_from_filetime, filetime_from_datetime, filetime_from_unix_ns, unix_ns_from_filetime
+from ._types import FileAttributes, FileInfo, FileStat, ReparseTag
+from .errors import (
+    CimError,
+    CorruptImageError,
+    LinkError,
+    MountError,
+    OpError,
+    PathError,
+    UnsupportedError,
+)
+from .image import CimFile, Image, open
+from .writer import BACKENDS, Writer, create
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "__version__",
+    "BACKENDS",
+    "CimError",
+    "CimFile",
+    "CorruptImageError",
+    "FileAttributes",
+    "FileInfo",
+    "FileStat",
+    "Image",
+    "LinkError",
+    "MountError",
+    "OpError",
+    "PathError",
+    "ReparseTag",
+    "UnsupportedError",
+    "Writer",
+    "create",
+    "datetime_from_filetime",
+    "destroy",
+    "filetime_from_datetime",
+    "filetime_from_unix_ns",
+    "null_dacl_security_descriptor",
+    "open",
+    "region_files",
+    "unix_ns_from_filetime",
+    "usage",
+]
+
+_Path = Union[str, "os.PathLike[str]"]
+
+
+def destroy(path: _Path) -> None:
+    """Remove an image: its header file and its own region and objectid files
+    (``DestroyCim``). Regions of parent images are left alone."""
+    _core.destroy(os.fspath(path))
+
+
+def usage(path: _Path) -> int:
+    """Bytes an image occupies: its header plus its own region and objectid
+    files (``GetCimUsage``); parents' files are not counted."""
+    return _core.usage(os.fspath(path))
+
+
+def region_files(path: _Path, own_only: bool = False) -> List[str]:
+    """Region files an image reads (parents' first), as paths. With
+    ``own_only=True``: the image's own region and objectid files."""
+    return _core.region_files(os.fspath(path), own_only)
+
+
+def null_dacl_security_descriptor() -> bytes:
+    """The descriptor written for files added without one (hcsshim's NULL DACL)."""
+    return _core.null_dacl_security_descriptor()

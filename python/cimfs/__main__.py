@@ -1,0 +1,10 @@
+"""The ``cimfs`` command line (also ``python -m cimfs``)."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

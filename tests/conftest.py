@@ -1,0 +1,29 @@
+import os
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+_CANDIDATES = [
+    os.environ.get("CIMFS_SHARED", ""),
+    str(ROOT.parent / "shared"),
+    str(ROOT / "shared"),
+]
+
+
+def _shared() -> pathlib.Path:
+    for c in _CANDIDATES:
+        if c and (pathlib.Path(c) / "fixtures" / "windows-v3-hello" / "test.cim").exists():
+            return pathlib.Path(c)
+    raise RuntimeError("the shared fixtures (../shared/fixtures/windows-v3-hello) are missing; set CIMFS_SHARED")
+
+
+@pytest.fixture(scope="session")
+def fixture_dir() -> pathlib.Path:
+    """The image Windows' own cimfs.dll wrote (read-only)."""
+    return _shared() / "fixtures" / "windows-v3-hello"
+
+
+@pytest.fixture(scope="session")
+def fixture_image(fixture_dir) -> pathlib.Path:
+    return fixture_dir / "test.cim"
