@@ -15,6 +15,18 @@
 // from Windows Server 2022 (build 20348) revision 2031 on and on builds >= 26100;
 // block/single-file and merged CIMs from build 27766; verified CIMs from 27800.
 // Writing block or verified CIMs is also allowed whenever cimwriter.dll exists.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+// The cimfs headers come before <windows.h>: format.hpp names constants
+// FILE_ATTRIBUTE_*, which <windows.h> defines as macros. Below, the macros
+// (same values) are what the code uses.
+#include "cimfs/error.hpp"
+#include "cimfs/native.hpp"
+#include "cimfs/paths.hpp"
+#include "cimfs/platform.hpp"
+
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
 #endif
@@ -26,14 +38,6 @@
 #endif
 #include <windows.h>
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-
-#include "cimfs/error.hpp"
-#include "cimfs/native.hpp"
-#include "cimfs/paths.hpp"
-#include "cimfs/platform.hpp"
 #include "cimfs_api.h"
 #include "../win32_util.hpp"
 
@@ -141,7 +145,7 @@ bool build_trusted(const OsVersion& v) {
 }
 
 // ---- errors --------------------------------------------------------------------------------
-const char* const kNeedsCimfs = "needs cimfs.dll (Windows Server 2022 / build 20348 or later)";
+const char* const kNeedsCimfs = "the native backend needs cimfs.dll (Windows Server 2022 / build 20348 or later)";
 
 std::string hex32(std::uint32_t v) {
     char buf[16];
@@ -162,14 +166,14 @@ std::string build_text(const OsVersion& v) {
 [[noreturn]] void no_dll(ErrorSubject subject, const std::string& op, const std::string& image) {
     const Dlls& d = dlls();
     unsupported(subject, op, image,
-                "cimfs.dll not available: " + win32::error_text(d.cimfs_error) + " (" + kNeedsCimfs + ")");
+                "cimfs.dll not available: " + win32::error_text(d.cimfs_error) + "; " + kNeedsCimfs);
 }
 
 // The DLL is there but lacks a function (an older Windows).
 [[noreturn]] void no_export(ErrorSubject subject, const std::string& op, const std::string& image,
                             const char* function, const char* dll, const char* needs) {
     unsupported(subject, op, image,
-                std::string(dll) + " on this system has no " + function + " (" + needs + ")");
+                std::string(dll) + " on this system has no " + function + "; " + needs);
 }
 
 Errc errc_of(HRESULT hr) {
@@ -320,7 +324,7 @@ public:
         check_open(op);
         std::wstring w = image_relative(op, path);
         finish_stream(op);
-        bool directory = (meta.attributes & format::FILE_ATTRIBUTE_DIRECTORY) != 0;
+        bool directory = (meta.attributes & FILE_ATTRIBUTE_DIRECTORY) != 0;
         if (directory && meta.size != 0)
             throw_path_error(Errc::invalid_argument, op, image_path_, to_utf8(path),
                              "a directory cannot have a size", EINVAL);
@@ -605,7 +609,7 @@ Capabilities capabilities() {
     c.merged = c.block;
     c.verified = c.cimfs_dll && v.build >= kBuildVerifiedCim;
     if (!c.cimfs_dll)
-        c.reason = "cimfs.dll not available: " + win32::error_text(d.cimfs_error) + " (" + kNeedsCimfs + ")";
+        c.reason = "cimfs.dll not available: " + win32::error_text(d.cimfs_error) + "; " + kNeedsCimfs;
     else if (!trusted)
         c.reason = "Windows build " + build_text(v) +
                    " predates CimFS support (needs 20348.2031 or later, or build 26100 or later)";
@@ -810,7 +814,7 @@ void dismount(const format::Guid& volume) {
     if (!dlls().cimfs) {
         const Dlls& d = dlls();
         throw Error(Errc::unsupported, ErrorSubject::mount, op, "", vpath, "",
-                    "cimfs.dll not available: " + win32::error_text(d.cimfs_error) + " (" + kNeedsCimfs + ")",
+                    "cimfs.dll not available: " + win32::error_text(d.cimfs_error) + "; " + kNeedsCimfs,
                     ENOTSUP);
     }
     if (!dlls().mount.CimDismountImage)
