@@ -80,22 +80,58 @@ std::vector<std::string> image_region_files(const std::string& header_path, bool
     return files;
 }
 
-std::uint64_t image_usage(const std::string& header_path) {
+std::uint64_t image_usage(const std::string& header_path, bool whole_chain) {
     auto ph = detail::read_header(header_path, "usage");
     std::string dir = platform::dirname(header_path);
     std::uint64_t total = platform::file_size(header_path);
-    for (unsigned i = 0; i < ph.own.count; ++i) {
-        for (auto name : {detail::region_file_name(ph.own, i), detail::objectid_file_name(ph.own, i)}) {
-            std::string p = platform::join(dir, name);
-            if (platform::exists(p)) total += platform::file_size(p);
+    std::vector<format::RegionSet> sets{ph.own};
+    if (whole_chain) sets.insert(sets.end(), ph.parents.begin(), ph.parents.end());
+    for (const auto& set : sets) {
+        for (unsigned i = 0; i < set.count; ++i) {
+            for (auto name : {detail::region_file_name(set, i), detail::objectid_file_name(set, i)}) {
+                std::string p = platform::join(dir, name);
+                if (platform::exists(p)) total += platform::file_size(p);
+            }
         }
     }
     return total;
 }
 
-void destroy_image(const std::string& header_path) {
+std::vector<std::string> image_children(const std::string& header_path) {
+    auto ph = detail::read_header(header_path, "list children");
+    std::string dir = platform::dirname(header_path);
+    std::string self = platform::basename(header_path);
+    std::vector<std::string> children;
+    for (const std::string& name : platform::list_directory(dir)) {
+        if (name == self || name.rfind("region_", 0) == 0 || name.rfind("objectid_", 0) == 0 ||
+            name.rfind(".cimfs-tmp-", 0) == 0)
+            continue;
+        std::string p = platform::join(dir, name);
+        try {
+            auto other = detail::read_header(p, "list children");
+            for (const auto& parent : other.parents)
+                if (parent.guid == ph.own.guid) {
+                    children.push_back(p);
+                    break;
+                }
+        } catch (const Error&) {
+            // not an image header: ignore
+        }
+    }
+    return children;
+}
+
+void destroy_image(const std::string& header_path, bool force) {
     auto ph = detail::read_header(header_path, "destroy");
     std::string dir = platform::dirname(header_path);
+    if (!force) {
+        auto children = image_children(header_path);
+        if (!children.empty())
+            throw_op_error(Errc::busy, "destroy", header_path,
+                           "image " + children.front() + (children.size() > 1 ? " and others fork" : " forks") +
+                               " it (its regions are shared); destroy the children first or force",
+                           EBUSY);
+    }
     // The header goes first: once it is gone no reader can open a half-removed image.
     platform::OsError err;
     if (!platform::remove_file(header_path, &err))

@@ -6,9 +6,11 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <unordered_map>
 
 #include "cimfs/error.hpp"
 #include "cimfs/paths.hpp"
+#include "cimfs/reader.hpp"
 #include "cimfs/upcase.hpp"
 #include "cimfs/writer.hpp"
 #include "region_writer.hpp"
@@ -32,6 +34,8 @@ struct NamedStream {
     std::u16string name;
     DataRef data;
     std::uint64_t length = 0;
+    StreamType type = StreamType::data;  // PE-image streams come only from a parent
+    bool sparse = false;
 };
 
 struct Link {
@@ -48,6 +52,8 @@ struct Node {
     std::uint16_t ea_length = 0;
     DataRef data;                               // files: default stream
     std::uint64_t length = 0;
+    StreamType data_type = StreamType::data;    // as stored (a parent may have PE images)
+    bool sparse = false;
     std::map<std::u16string, Child> children;   // directories, keyed by upcased name
     std::map<std::u16string, NamedStream> streams;  // alternate streams, keyed by upcased name
     std::vector<Link> links;                    // names of this node
@@ -159,6 +165,8 @@ private:
     void set_metadata(Node* node, const FileMetadata& meta, const char* op, const std::u16string& path);
     void check_case(const Child& existing, const std::u16string& name, const char* op,
                     const std::u16string& path);
+    void load_parent(const std::string& dir);
+    Node* node_from_record(const Image& parent, std::uint32_t id);
     void assign_ids();
     void serialize();
     void write_header();
@@ -181,6 +189,7 @@ private:
         std::uint64_t declared = 0, written = 0;
     } open_;
 
+    std::vector<RegionSet> parent_sets_;  // header order: the parent's chain, then the parent
     std::uint64_t filesystem_offset_ = 0;
     bool committed_ = false, closed_ = false, failed_ = false;
 };
@@ -194,20 +203,132 @@ PortableWriter::PortableWriter(const CreateOptions& o) : opts_(o) {
         throw_op_error(Errc::invalid_argument, "create", image_path_, "image name must be a plain file name");
     if (opts_.format_major != 2 && opts_.format_major != 3)
         throw_op_error(Errc::invalid_argument, "create", image_path_, "format version must be 2 or 3");
-    if (!opts_.parent.empty())
-        throw_op_error(Errc::unsupported, "create", image_path_,
-                       "forking a parent image is not implemented by the portable writer yet");
-    if (platform::exists(image_path_))
+    bool overwrite = !opts_.parent.empty() && opts_.parent == opts_.name;  // fork in place
+    if (!overwrite && platform::exists(image_path_))
         throw_op_error(Errc::exists, "create", image_path_, "an image of that name already exists", EEXIST);
     version_ = Version{opts_.format_major, 0};
     record_size_ = opts_.format_major >= 3 ? kFileRecordSizeV3 : kFileRecordSizeV2;
     upcase_ = windows_upcase_table();
-    Guid guid = opts_.region_set ? *opts_.region_set : Guid::random();
     header_temp_ = platform::join(dir, ".cimfs-tmp-" + opts_.name);
+    if (!opts_.parent.empty()) {
+        load_parent(dir);
+        return;
+    }
+    Guid guid = opts_.region_set ? *opts_.region_set : Guid::random();
     store_ = std::make_unique<ObjectStore>(dir, guid, 0, version_, image_path_);
     root_ = new_node();
     root_->directory = true;
     // Windows creates the root implicitly: no security descriptor, zero times.
+}
+
+// A fork starts as its parent's tree. Its header lists the parent's region sets
+// in the parent's own order, so every RegionOffset in the parent's records means
+// the same object in the child: unchanged files keep pointing at the parent's
+// objects, and the parents' objectid files let new objects deduplicate against
+// what the chain already stores.
+void PortableWriter::load_parent(const std::string& dir) {
+    const std::string& parent_name = opts_.parent;
+    if (parent_name.find('/') != std::string::npos || parent_name.find('\\') != std::string::npos)
+        throw_op_error(Errc::invalid_argument, "create", image_path_,
+                       "the parent must be an image in the same directory, named without a path");
+    std::unique_ptr<Image> parent = Image::open(platform::join(dir, parent_name));
+    ImageInfo info = parent->info();
+    parent_sets_ = info.region_sets;
+    std::uint32_t base = 0;
+    for (const auto& s : parent_sets_) base += s.count;
+    Guid guid = opts_.region_set ? *opts_.region_set : Guid::random();
+    for (const auto& s : parent_sets_)
+        if (s.guid == guid)
+            throw_op_error(Errc::invalid_argument, "create", image_path_,
+                           "region set " + guid.to_string() + " is already used by the parent chain");
+    if (base + 3 > 0xFFFF) throw_op_error(Errc::invalid_argument, "create", image_path_, "parent chain has too many regions");
+    store_ = std::make_unique<ObjectStore>(dir, guid, static_cast<std::uint16_t>(base), version_, image_path_);
+
+    // Objects the chain already holds, for deduplication.
+    std::uint32_t global = 0;
+    for (const auto& s : parent_sets_) {
+        for (unsigned i = 0; i < s.count; ++i, ++global) {
+            std::string p = platform::join(dir, "objectid_" + s.guid.to_string() + "_" + std::to_string(i));
+            if (!platform::exists(p)) continue;  // only deduplication is lost
+            platform::MappedFile f = platform::MappedFile::open(p);
+            const unsigned char* d = f.data();
+            if (f.size() < kObjectIdHeaderSize || std::memcmp(d, kMagic, 8) != 0) continue;
+            std::uint64_t table = ld32(d + 40), count = ld32(d + 44);
+            if (table > f.size() || count > (f.size() - table) / kObjectIdEntrySize) continue;
+            std::uint64_t region_size = platform::file_size(info.region_files[global]);
+            for (std::uint64_t k = 0; k < count; ++k) {
+                const unsigned char* e = d + table + k * kObjectIdEntrySize;
+                ObjectId id;
+                id.length = ld64(e);
+                std::memcpy(id.digest.data(), e + 8, kDigestSize);
+                std::uint64_t off = ld64(e + 32);
+                if (off < kRegionHeaderSize || off > region_size || id.length > region_size - off) continue;
+                store_->add_known(id, make_region_offset(static_cast<std::uint16_t>(global), off));
+            }
+        }
+    }
+
+    // The tree: one node per file id, one link per directory entry.
+    std::unordered_map<std::uint32_t, Node*> nodes;
+    std::uint32_t root_id = info.root_id;
+    root_ = node_from_record(*parent, root_id);
+    nodes[root_id] = root_;
+    std::vector<std::uint32_t> dirs{root_id};
+    std::vector<DirEntry> entries;
+    while (!dirs.empty()) {
+        std::uint32_t d = dirs.back();
+        dirs.pop_back();
+        Node* dn = nodes.at(d);
+        for (const DirEntry& e : parent->list_directory(d)) {
+            auto it = nodes.find(e.file_id);
+            Node* child;
+            if (it == nodes.end()) {
+                child = node_from_record(*parent, e.file_id);
+                nodes[e.file_id] = child;
+                if (child->directory) dirs.push_back(e.file_id);
+            } else {
+                child = it->second;
+                if (child->directory)
+                    throw_op_error(Errc::corrupt_image, "create", image_path_,
+                                   "parent image " + parent_name + ": directory " + std::to_string(e.file_id) +
+                                       " appears twice in the tree");
+            }
+            std::u16string key = upcase(e.name, upcase_);
+            if (!dn->children.emplace(key, Child{e.name, child}).second)
+                throw_op_error(Errc::corrupt_image, "create", image_path_,
+                               "parent image " + parent_name + ": duplicate name '" + to_utf8(e.name) + "'");
+            child->links.push_back(Link{dn, e.name});
+        }
+    }
+}
+
+Node* PortableWriter::node_from_record(const Image& parent, std::uint32_t id) {
+    FileRecord r = parent.record(id);
+    Node* n = new_node();
+    n->directory = r.default_stream.type == StreamType::link_table;
+    n->flags = r.flags;
+    n->reparse_tag = r.reparse_data ? r.reparse_tag : 0;
+    n->times = FileTimes{r.creation_time, r.last_write_time, r.change_time, r.last_access_time};
+    n->sd = r.security_descriptor;
+    n->ea = r.ea_length ? r.extended_attributes : 0;
+    n->ea_length = n->ea ? r.ea_length : 0;
+    n->reparse = r.reparse_data;
+    if (!n->directory) {
+        n->data.region_offset = r.default_stream.data;
+        n->length = r.default_stream.length;
+        n->data_type = r.default_stream.type;
+        n->sparse = r.default_stream.sparse;
+    }
+    for (auto& [name, st] : parent.stream_table(id)) {
+        NamedStream ns;
+        ns.name = name;
+        ns.data.region_offset = st.data;
+        ns.length = st.length;
+        ns.type = st.type;
+        ns.sparse = st.sparse;
+        n->streams[upcase(name, upcase_)] = ns;
+    }
+    return n;
 }
 
 Node* PortableWriter::new_node() {
@@ -561,9 +682,10 @@ void PortableWriter::serialize() {
                 r.default_stream.length = t.size();
             }
         } else {
-            r.default_stream.type = StreamType::data;
+            r.default_stream.type = n->data_type;
+            r.default_stream.sparse = n->sparse;
             r.default_stream.length = n->length;
-            r.default_stream.data = n->length ? store_->resolved(n->data) : 0;
+            r.default_stream.data = store_->resolved(n->data);
         }
         if (!n->streams.empty()) {
             std::vector<std::vector<unsigned char>> values;
@@ -572,7 +694,9 @@ void PortableWriter::serialize() {
             for (auto& s : n->streams) {
                 Stream st;
                 st.length = s.second.length;
-                st.data = s.second.length ? store_->resolved(s.second.data) : 0;
+                st.type = s.second.type;
+                st.sparse = s.second.sparse;
+                st.data = store_->resolved(s.second.data);
                 values.emplace_back(kStreamSize);
                 encode_stream(values.back().data(), st);
                 entries.emplace_back(&s.second.name, values.back().data());
@@ -629,12 +753,14 @@ void PortableWriter::serialize() {
 }
 
 void PortableWriter::write_header() {
-    std::vector<unsigned char> h(kFilesystemHeaderSize);
-    encode_common_header(h.data(), kFilesystemHeaderSize, HeaderType::filesystem, version_);
+    std::vector<unsigned char> h(kFilesystemHeaderSize + parent_sets_.size() * kRegionSetSize);
+    encode_common_header(h.data(), static_cast<std::uint32_t>(h.size()), HeaderType::filesystem, version_);
     RegionSet own{store_->guid(), store_->region_count()};
     encode_region_set(h.data() + 32, own);
     st64(h.data() + 56, filesystem_offset_);
-    st16(h.data() + 70, 0);  // parent count
+    st16(h.data() + 70, static_cast<std::uint16_t>(parent_sets_.size()));
+    for (std::size_t i = 0; i < parent_sets_.size(); ++i)
+        encode_region_set(h.data() + kFilesystemHeaderSize + i * kRegionSetSize, parent_sets_[i]);
     platform::File f = platform::File::create_exclusive(header_temp_);
     f.pwrite_all(h.data(), h.size(), 0);
     if (opts_.durable) f.sync();
@@ -650,7 +776,7 @@ void PortableWriter::commit() {
         serialize();
         store_->finish(opts_.durable);
         write_header();
-        if (platform::exists(image_path_))
+        if (opts_.parent != opts_.name && platform::exists(image_path_))
             throw_op_error(Errc::exists, "commit", image_path_, "an image of that name appeared while writing", EEXIST);
         // Regions and objectid files first, the header last: an image is either
         // complete under its name or not there at all.

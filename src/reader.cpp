@@ -72,6 +72,10 @@ public:
     StreamHandle alternate_stream(std::uint32_t id, const std::u16string& name) const override;
     std::size_t read(const StreamHandle& s, std::uint64_t offset, void* out, std::size_t n) const override;
     std::vector<std::string> verify() const override;
+    FileRecord record(std::uint32_t id) const override {
+        return guarded("read record", [&] { return raw_record(id); });
+    }
+    std::vector<std::pair<std::u16string, Stream>> stream_table(std::uint32_t id) const override;
 
 private:
     template <class F>
@@ -83,7 +87,7 @@ private:
         }
     }
     const unsigned char* bytes(std::uint64_t ro, std::uint64_t len) const;
-    FileRecord record(std::uint32_t id) const;
+    FileRecord raw_record(std::uint32_t id) const;
     LinkTable link_table(std::uint64_t ro, std::size_t value_size, std::uint64_t max_len) const;
     LinkTable directory_table(const FileRecord& r) const;
     Bytes prefixed_blob(std::uint64_t ro) const;
@@ -155,7 +159,7 @@ ImageImpl::ImageImpl(const std::string& path) : path_(path), dir_(platform::dirn
         }
         file_count_ = static_cast<std::uint32_t>(std::min<std::uint64_t>(files, 0xFFFFFFFFu));
         if (root_ == 0 || root_ > file_count_) corrupt("root file id " + std::to_string(root_) + " does not exist");
-        FileRecord r = record(root_);
+        FileRecord r = raw_record(root_);
         if (r.default_stream.type != StreamType::link_table) corrupt("the root is not a directory");
         return 0;
     });
@@ -172,7 +176,7 @@ const unsigned char* ImageImpl::bytes(std::uint64_t ro, std::uint64_t len) const
     return m.data() + off;
 }
 
-FileRecord ImageImpl::record(std::uint32_t id) const {
+FileRecord ImageImpl::raw_record(std::uint32_t id) const {
     if (id == 0 || id > file_count_) corrupt("file id " + std::to_string(id) + " does not exist");
     const Table& t = tables_[(id - 1) / kFilesPerTable];
     std::uint32_t k = (id - 1) % kFilesPerTable;
@@ -209,7 +213,7 @@ std::uint32_t ImageImpl::lookup(const std::u16string& path) const {
         std::uint32_t cur = root_;
         const std::uint16_t* up = upcase_.data();
         for (std::size_t i = 0; i < comps.size(); ++i) {
-            FileRecord r = record(cur);
+            FileRecord r = raw_record(cur);
             if (r.default_stream.type != StreamType::link_table)
                 throw_path_error(Errc::not_a_directory, "lookup", path_, to_utf8(path),
                                  "'" + to_utf8(join_path({comps.begin(), comps.begin() + i})) + "' is not a directory", ENOTDIR);
@@ -241,7 +245,7 @@ std::uint64_t ImageImpl::logical_size(const Stream& s) const {
 
 FileStat ImageImpl::stat(std::uint32_t id) const {
     return guarded("stat", [&] {
-        FileRecord r = record(id);
+        FileRecord r = raw_record(id);
         FileStat st;
         st.file_id = id;
         st.parent_id = r.parent_file_id;
@@ -269,7 +273,7 @@ std::uint32_t ImageImpl::count_links_v2(std::uint32_t id) const {
     std::call_once(v2_links_once_, [&] {
         for (std::uint32_t d = 1; d <= file_count_; ++d) {
             try {
-                FileRecord r = record(d);
+                FileRecord r = raw_record(d);
                 if (r.default_stream.type != StreamType::link_table) continue;
                 LinkTable t = directory_table(r);
                 for (std::uint32_t i = 0; i < t.count; ++i) ++v2_links_[ld32(t.value(i))];
@@ -283,7 +287,7 @@ std::uint32_t ImageImpl::count_links_v2(std::uint32_t id) const {
 
 std::vector<DirEntry> ImageImpl::list_directory(std::uint32_t id) const {
     return guarded("listdir", [&] {
-        FileRecord r = record(id);
+        FileRecord r = raw_record(id);
         if (r.default_stream.type != StreamType::link_table)
             throw_op_error(Errc::not_a_directory, "listdir", path_, "not a directory", ENOTDIR);
         LinkTable t = directory_table(r);
@@ -302,16 +306,16 @@ Bytes ImageImpl::prefixed_blob(std::uint64_t ro) const {
 }
 
 Bytes ImageImpl::security_descriptor(std::uint32_t id) const {
-    return guarded("read security descriptor", [&] { return prefixed_blob(record(id).security_descriptor); });
+    return guarded("read security descriptor", [&] { return prefixed_blob(raw_record(id).security_descriptor); });
 }
 
 Bytes ImageImpl::reparse_data(std::uint32_t id) const {
-    return guarded("read reparse data", [&] { return prefixed_blob(record(id).reparse_data); });
+    return guarded("read reparse data", [&] { return prefixed_blob(raw_record(id).reparse_data); });
 }
 
 Bytes ImageImpl::extended_attributes(std::uint32_t id) const {
     return guarded("read extended attributes", [&] {
-        FileRecord r = record(id);
+        FileRecord r = raw_record(id);
         if (!r.extended_attributes || !r.ea_length) return Bytes();
         const unsigned char* p = bytes(r.extended_attributes, r.ea_length);
         return Bytes(reinterpret_cast<const char*>(p), r.ea_length);
@@ -320,7 +324,7 @@ Bytes ImageImpl::extended_attributes(std::uint32_t id) const {
 
 std::vector<DirEntry> ImageImpl::links(std::uint32_t id) const {
     return guarded("links", [&] {
-        FileRecord r = record(id);
+        FileRecord r = raw_record(id);
         std::vector<DirEntry> out;
         if (header_.version.major < 3 || !r.links) return out;
         LinkTable t = link_table(r.links, 4, 0xFFFFFFFFu);
@@ -333,7 +337,7 @@ std::vector<DirEntry> ImageImpl::links(std::uint32_t id) const {
 // working assumption; see docs/cim-format.md §4). Kept in this one place.
 std::vector<StreamInfo> ImageImpl::alternate_streams(std::uint32_t id) const {
     return guarded("streams", [&] {
-        FileRecord r = record(id);
+        FileRecord r = raw_record(id);
         std::vector<StreamInfo> out;
         if (!r.stream_table) return out;
         LinkTable t = link_table(r.stream_table, kStreamSize, 0xFFFFFFFFu);
@@ -344,7 +348,7 @@ std::vector<StreamInfo> ImageImpl::alternate_streams(std::uint32_t id) const {
 
 StreamHandle ImageImpl::default_stream(std::uint32_t id) const {
     return guarded("open", [&] {
-        FileRecord r = record(id);
+        FileRecord r = raw_record(id);
         if (r.default_stream.type == StreamType::link_table)
             throw_op_error(Errc::is_a_directory, "open", path_, "is a directory", EISDIR);
         StreamHandle h{id, r.default_stream, logical_size(r.default_stream)};
@@ -354,7 +358,7 @@ StreamHandle ImageImpl::default_stream(std::uint32_t id) const {
 
 StreamHandle ImageImpl::alternate_stream(std::uint32_t id, const std::u16string& name) const {
     return guarded("open", [&] {
-        FileRecord r = record(id);
+        FileRecord r = raw_record(id);
         if (r.stream_table) {
             LinkTable t = link_table(r.stream_table, kStreamSize, 0xFFFFFFFFu);
             for (std::uint32_t i = 0; i < t.count; ++i) {
@@ -367,6 +371,17 @@ StreamHandle ImageImpl::alternate_stream(std::uint32_t id, const std::u16string&
             }
         }
         throw_op_error(Errc::not_found, "open", path_, "no stream named '" + to_utf8(name) + "'", ENOENT);
+    });
+}
+
+std::vector<std::pair<std::u16string, Stream>> ImageImpl::stream_table(std::uint32_t id) const {
+    return guarded("streams", [&] {
+        FileRecord r = raw_record(id);
+        std::vector<std::pair<std::u16string, Stream>> out;
+        if (!r.stream_table) return out;
+        LinkTable t = link_table(r.stream_table, kStreamSize, 0xFFFFFFFFu);
+        for (std::uint32_t i = 0; i < t.count; ++i) out.emplace_back(t.name(i), decode_stream(t.value(i)));
+        return out;
     });
 }
 
@@ -490,7 +505,7 @@ std::vector<std::string> ImageImpl::verify() const {
     for (std::uint32_t id = 1; id <= file_count_; ++id) {
         std::string where = "file " + std::to_string(id);
         check(where, [&] {
-            FileRecord r = record(id);
+            FileRecord r = raw_record(id);
             if (r.security_descriptor) prefixed_blob(r.security_descriptor);
             if (r.reparse_data) prefixed_blob(r.reparse_data);
             if (r.extended_attributes) bytes(r.extended_attributes, r.ea_length);
@@ -525,7 +540,7 @@ std::vector<std::string> ImageImpl::verify() const {
         auto [id, where] = stack.back();
         stack.pop_back();
         check(where, [&] {
-            FileRecord r = record(id);
+            FileRecord r = raw_record(id);
             LinkTable t = directory_table(r);
             std::u16string prev;
             for (std::uint32_t i = 0; i < t.count; ++i) {
@@ -535,7 +550,7 @@ std::vector<std::string> ImageImpl::verify() const {
                 prev = name;
                 std::uint32_t child = ld32(t.value(i));
                 std::string cpath = (where == "\\" ? "" : where + "\\") + to_utf8(name);
-                FileRecord cr = record(child);
+                FileRecord cr = raw_record(child);
                 if (cr.default_stream.type == StreamType::link_table) {
                     if (!seen_dirs.insert(child).second)
                         problems.push_back(cpath + ": directory reached twice (a cycle or a directory hard link)");

@@ -64,11 +64,24 @@ public:
 
     // Structural check of the whole image; returns problems found (empty: fine).
     virtual std::vector<std::string> verify() const = 0;
+
+    // Raw access, for forking an image and for tools: the file record as stored
+    // (RegionOffsets index info().region_files) and the alternate-stream table.
+    virtual format::FileRecord record(std::uint32_t file_id) const = 0;
+    virtual std::vector<std::pair<std::u16string, format::Stream>> stream_table(std::uint32_t file_id) const = 0;
 };
 
 // Image files on disk (DestroyCim / GetCimUsage of the Win32 API, portable).
+// region files in RegionOffset order (parents first); own_only: the image's own
+// region and objectid files.
 std::vector<std::string> image_region_files(const std::string& header_path, bool own_only);
-std::uint64_t image_usage(const std::string& header_path);
-void destroy_image(const std::string& header_path);
+// Bytes of the header plus the image's own region and objectid files; with
+// `whole_chain`, plus the region and objectid files of every parent region set.
+std::uint64_t image_usage(const std::string& header_path, bool whole_chain = false);
+// Images in the same directory whose headers list this image's region set as a parent.
+std::vector<std::string> image_children(const std::string& header_path);
+// Remove the header and the image's own region/objectid files. Refuses (busy)
+// while another image in the directory forks it, unless `force`.
+void destroy_image(const std::string& header_path, bool force = false);
 
 }  // namespace cimfs

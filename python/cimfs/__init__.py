@@ -48,6 +48,7 @@ __all__ = [
     "ReparseTag",
     "UnsupportedError",
     "Writer",
+    "child_images",
     "create",
     "datetime_from_filetime",
     "destroy",
@@ -63,16 +64,26 @@ __all__ = [
 _Path = Union[str, "os.PathLike[str]"]
 
 
-def destroy(path: _Path) -> None:
+def destroy(path: _Path, *, force: bool = False) -> None:
     """Remove an image: its header file and its own region and objectid files
-    (``DestroyCim``). Regions of parent images are left alone."""
-    _core.destroy(os.fspath(path))
+    (``DestroyCim``). Regions of parent images are left alone.
+
+    Refuses with an :class:`OpError` (``EBUSY``) while another image in the same
+    directory forks this one (its regions are shared), unless ``force=True``.
+    """
+    _core.destroy(os.fspath(path), force)
 
 
-def usage(path: _Path) -> int:
+def usage(path: _Path, *, include_parents: bool = False) -> int:
     """Bytes an image occupies: its header plus its own region and objectid
-    files (``GetCimUsage``); parents' files are not counted."""
-    return _core.usage(os.fspath(path))
+    files (``GetCimUsage``). With ``include_parents=True``, the region and
+    objectid files of every parent in its chain are added."""
+    return _core.usage(os.fspath(path), include_parents)
+
+
+def child_images(path: _Path) -> List[str]:
+    """Images in the same directory that fork this one (directly or further down)."""
+    return _core.child_images(os.fspath(path))
 
 
 def region_files(path: _Path, own_only: bool = False) -> List[str]:

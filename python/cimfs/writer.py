@@ -31,6 +31,14 @@ def _check_backend(backend: str, directory: str, name: str) -> str:
     return "portable"
 
 
+def _parent_name(directory: str, parent: str) -> str:
+    """A parent must live in the image's directory (they share region files)."""
+    head, tail = os.path.split(parent)
+    if head and os.path.abspath(head) != os.path.abspath(directory or "."):
+        raise ValueError(f"parent image {parent!r} must be in the same directory as the new image ({directory!r})")
+    return tail
+
+
 class Writer:
     """Writes one image: ``DIR/NAME`` plus its ``region_*`` and ``objectid_*`` files.
 
@@ -57,6 +65,8 @@ class Writer:
     ) -> None:
         directory = os.fspath(directory)
         self.backend = _check_backend(backend, directory, name)
+        if parent is not None:
+            parent = _parent_name(directory, os.fspath(parent))
         if format_version not in (2, 3):
             raise ValueError("format_version must be 2 or 3")
         self._core = _core.Writer(directory, name, parent or "", region_set, format_version, durable)
@@ -220,7 +230,11 @@ def create(
 ) -> Writer:
     """Start writing the image ``directory/name``; use the result in a ``with`` block.
 
-    ``region_set`` fixes the region-set GUID (for reproducible output);
+    ``parent`` names an image in the same directory to fork: the new image
+    starts as the parent's tree, refers to the parent's regions for everything
+    it does not change, and never modifies the parent's files (``parent ==
+    name`` forks in place, replacing the header). ``region_set`` fixes the
+    region-set GUID (for reproducible output);
     ``format_version`` is 3 (default) or 2; ``durable=True`` fsyncs every file
     and the directory at commit.
     """

@@ -103,14 +103,25 @@ PYBIND11_MODULE(_core, m) {
         for (auto& f : files) out.append(host_str(f));
         return out;
     }, py::arg("path"), py::arg("own_only") = false);
-    m.def("usage", [](py::handle path) {
+    m.def("usage", [](py::handle path, bool whole_chain) {
         std::string p = host_path(path);
         py::gil_scoped_release nogil;
-        return image_usage(p);
+        return image_usage(p, whole_chain);
+    }, py::arg("path"), py::arg("whole_chain") = false);
+    m.def("child_images", [](py::handle path) {
+        std::string p = host_path(path);
+        std::vector<std::string> v;
+        {
+            py::gil_scoped_release nogil;
+            v = image_children(p);
+        }
+        py::list out;
+        for (auto& f : v) out.append(host_str(f));
+        return out;
     }, py::arg("path"));
-    m.def("destroy", [](py::handle path) {
+    m.def("destroy", [](py::handle path, bool force) {
         std::string p = host_path(path);
         py::gil_scoped_release nogil;
-        destroy_image(p);
-    }, py::arg("path"));
+        destroy_image(p, force);
+    }, py::arg("path"), py::arg("force") = false);
 }
