@@ -27,3 +27,24 @@ def fixture_dir() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def fixture_image(fixture_dir) -> pathlib.Path:
     return fixture_dir / "test.cim"
+
+
+def assert_sound(path) -> None:
+    """An image the writer produced is sound: the engine's own verify() finds
+    nothing, the independent struct parser (tests/_layout.py) accepts every
+    structural rule of the spec, and no temporary files were left beside it."""
+    import cimfs
+    from _layout import Layout
+
+    path = pathlib.Path(path)
+    with cimfs.open(path) as img:
+        assert img.verify() == []
+    Layout(path).check_all()
+    leftovers = [n for n in os.listdir(path.parent) if n.startswith(".cimfs-tmp")]
+    assert leftovers == []
+
+
+@pytest.fixture
+def sound():
+    """The :func:`assert_sound` helper as a fixture."""
+    return assert_sound
