@@ -121,6 +121,50 @@ std::vector<std::string> image_children(const std::string& header_path) {
     return children;
 }
 
+std::vector<std::string> collect_garbage(const std::string& directory) {
+    std::string dir = directory.empty() ? "." : directory;
+    platform::FileLock lock = platform::FileLock::try_acquire(platform::join(dir, platform::kWriterLockName));
+    if (!lock.locked())
+        throw_op_error(Errc::busy, "gc", dir, "a writer is working in this directory; try again when it is done", EBUSY);
+    std::vector<std::string> names = platform::list_directory(dir);
+    // Region sets some header still needs (its own or a parent's).
+    std::vector<format::Guid> needed;
+    for (const std::string& name : names) {
+        if (name.rfind("region_", 0) == 0 || name.rfind("objectid_", 0) == 0 ||
+            name.rfind(platform::kTempPrefix, 0) == 0 || name == platform::kWriterLockName)
+            continue;
+        try {
+            auto ph = detail::read_header(platform::join(dir, name), "gc");
+            needed.push_back(ph.own.guid);
+            for (auto& p : ph.parents) needed.push_back(p.guid);
+        } catch (const Error&) {
+        }
+    }
+    std::vector<std::string> removed;
+    for (const std::string& name : names) {
+        bool orphan = false;
+        if (name.rfind(platform::kTempPrefix, 0) == 0) {
+            orphan = true;  // left by a writer that died before commit
+        } else {
+            std::string rest;
+            if (name.rfind("region_", 0) == 0) rest = name.substr(7);
+            else if (name.rfind("objectid_", 0) == 0) rest = name.substr(9);
+            format::Guid g;
+            if (rest.size() > 37 && rest[36] == '_' && format::Guid::parse(rest.substr(0, 36), g)) {
+                orphan = true;
+                for (auto& n : needed)
+                    if (n == g) orphan = false;
+            }
+        }
+        if (!orphan) continue;
+        std::string p = platform::join(dir, name);
+        platform::OsError err;
+        if (!platform::remove_file(p, &err)) throw_op_error(Errc::io, "gc", dir, p + ": " + err.message, err.code);
+        removed.push_back(p);
+    }
+    return removed;
+}
+
 void destroy_image(const std::string& header_path, bool force) {
     auto ph = detail::read_header(header_path, "destroy");
     std::string dir = platform::dirname(header_path);

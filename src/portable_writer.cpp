@@ -172,6 +172,7 @@ private:
     void write_header();
 
     CreateOptions opts_;
+    platform::FileLock lock_;
     std::string image_path_, header_temp_;
     Version version_;
     std::uint32_t record_size_;
@@ -203,13 +204,20 @@ PortableWriter::PortableWriter(const CreateOptions& o) : opts_(o) {
         throw_op_error(Errc::invalid_argument, "create", image_path_, "image name must be a plain file name");
     if (opts_.format_major != 2 && opts_.format_major != 3)
         throw_op_error(Errc::invalid_argument, "create", image_path_, "format version must be 2 or 3");
+    // One writer per directory: images there share the directory's files.
+    lock_ = platform::FileLock::try_acquire(platform::join(dir, platform::kWriterLockName));
+    if (!lock_.locked())
+        throw_op_error(Errc::busy, "create", image_path_,
+                       "another writer is writing in " + dir + " (it holds " + platform::kWriterLockName +
+                           "); one writer per directory",
+                       EBUSY);
     bool overwrite = !opts_.parent.empty() && opts_.parent == opts_.name;  // fork in place
     if (!overwrite && platform::exists(image_path_))
         throw_op_error(Errc::exists, "create", image_path_, "an image of that name already exists", EEXIST);
     version_ = Version{opts_.format_major, 0};
     record_size_ = opts_.format_major >= 3 ? kFileRecordSizeV3 : kFileRecordSizeV2;
     upcase_ = windows_upcase_table();
-    header_temp_ = platform::join(dir, ".cimfs-tmp-" + opts_.name);
+    header_temp_ = platform::join(dir, platform::kTempPrefix + opts_.name);
     if (!opts_.parent.empty()) {
         load_parent(dir);
         return;
@@ -782,14 +790,15 @@ void PortableWriter::commit() {
         // complete under its name or not there at all.
         store_->publish();
         platform::rename_replace(header_temp_, image_path_);
+        committed_ = true;  // from here on the image exists: never discard it
+        arena_.clear();
         if (opts_.durable) platform::sync_directory(opts_.directory);
     } catch (...) {
-        failed_ = true;
+        if (!committed_) failed_ = true;
         close();
         throw;
     }
-    committed_ = true;
-    arena_.clear();
+    close();
 }
 
 void PortableWriter::close() {
@@ -801,6 +810,7 @@ void PortableWriter::close() {
         platform::remove_file(header_temp_);
     }
     store_.reset();
+    lock_.release();
 }
 
 }  // namespace

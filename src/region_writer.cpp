@@ -134,7 +134,7 @@ RegionFile& ObjectStore::region(RegionType type) {
     std::uint16_t in_type = 0;  // one region per type: Windows' split rule is not public
     std::string suffix = guid_.to_string() + "_" + std::to_string(in_set);
     std::string final_path = platform::join(dir_, "region_" + suffix);
-    std::string temp_path = platform::join(dir_, ".cimfs-tmp-region_" + suffix);
+    std::string temp_path = platform::join(dir_, platform::kTempPrefix + ("region_" + suffix));
     regions_.push_back(std::make_unique<RegionFile>(type, in_set, in_type, final_path, temp_path, version_));
     return *regions_.back();
 }
@@ -343,7 +343,7 @@ std::uint16_t ObjectStore::finish(bool durable) {
                   [](const RegionFile::Entry& a, const RegionFile::Entry& b) { return a.id < b.id; });
         std::string suffix = guid_.to_string() + "_" + std::to_string(r.index_in_set());
         std::string final_path = platform::join(dir_, "objectid_" + suffix);
-        std::string temp_path = platform::join(dir_, ".cimfs-tmp-objectid_" + suffix);
+        std::string temp_path = platform::join(dir_, platform::kTempPrefix + ("objectid_" + suffix));
         std::vector<unsigned char> out(kObjectIdHeaderSize + r.entries.size() * kObjectIdEntrySize);
         unsigned char* h = out.data();
         encode_common_header(h, kObjectIdHeaderSize, HeaderType::object_id, version_);
@@ -372,9 +372,12 @@ void ObjectStore::publish() {
     for (auto& r : regions_) {
         r->file().close();
         platform::rename_replace(r->temp_path(), r->final_path());
+        published_.push_back(r->final_path());
     }
-    for (std::size_t i = 0; i < objectid_temp_.size(); ++i)
+    for (std::size_t i = 0; i < objectid_temp_.size(); ++i) {
         platform::rename_replace(objectid_temp_[i], objectid_final_[i]);
+        published_.push_back(objectid_final_[i]);
+    }
     objectid_temp_.clear();
 }
 
@@ -391,6 +394,9 @@ void ObjectStore::discard() noexcept {
     }
     for (auto& p : objectid_temp_) platform::remove_file(p);
     objectid_temp_.clear();
+    // Files already renamed by a commit that then failed: no header names them.
+    for (auto& p : published_) platform::remove_file(p);
+    published_.clear();
 }
 
 }  // namespace cimfs::detail

@@ -129,7 +129,7 @@ private:
     std::string image_;
     std::vector<std::unique_ptr<RegionFile>> regions_;
     std::unordered_map<ObjectId, std::uint64_t, ObjectIdHash> known_;
-    std::vector<std::string> objectid_temp_, objectid_final_;
+    std::vector<std::string> objectid_temp_, objectid_final_, published_;
 
     // the data object being streamed
     RegionFile* cur_ = nullptr;

@@ -59,6 +59,32 @@ private:
     std::intptr_t mapping_ = 0;  // Win32 mapping handle
 };
 
+// An exclusive, advisory lock on a lock file (flock / LockFileEx), released by
+// the destructor or when the process dies. try_acquire returns an unlocked
+// object (locked() == false) when another holder has it.
+class FileLock {
+public:
+    FileLock() = default;
+    ~FileLock();
+    FileLock(const FileLock&) = delete;
+    FileLock& operator=(const FileLock&) = delete;
+    FileLock(FileLock&& o) noexcept;
+    FileLock& operator=(FileLock&& o) noexcept;
+
+    static FileLock try_acquire(const std::string& lock_path);
+    bool locked() const { return handle_ != -1; }
+    void release();
+
+private:
+    std::intptr_t handle_ = -1;
+    std::string path_;
+};
+
+// Name of the lock file a writer holds in an image directory.
+inline constexpr const char* kWriterLockName = ".cimfs-lock";
+// Prefix of the files a writer creates before commit renames them.
+inline constexpr const char* kTempPrefix = ".cimfs-tmp-";
+
 // Raw OS errors, for callers that build their own messages.
 struct OsError {
     int code = 0;             // errno or GetLastError()

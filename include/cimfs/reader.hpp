@@ -83,5 +83,9 @@ std::vector<std::string> image_children(const std::string& header_path);
 // Remove the header and the image's own region/objectid files. Refuses (busy)
 // while another image in the directory forks it, unless `force`.
 void destroy_image(const std::string& header_path, bool force = false);
+// Remove what interrupted writers left in `directory`: temporary files and
+// region/objectid files that no image header there refers to. Takes the
+// directory's writer lock (busy while a writer works). Returns what it removed.
+std::vector<std::string> collect_garbage(const std::string& directory);
 
 }  // namespace cimfs

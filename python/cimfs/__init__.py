@@ -49,6 +49,7 @@ __all__ = [
     "UnsupportedError",
     "Writer",
     "child_images",
+    "collect_garbage",
     "create",
     "datetime_from_filetime",
     "destroy",
@@ -79,6 +80,14 @@ def usage(path: _Path, *, include_parents: bool = False) -> int:
     files (``GetCimUsage``). With ``include_parents=True``, the region and
     objectid files of every parent in its chain are added."""
     return _core.usage(os.fspath(path), include_parents)
+
+
+def collect_garbage(directory: _Path) -> List[str]:
+    """Remove what interrupted writers left in ``directory`` (``cimfs gc``):
+    ``.cimfs-tmp-*`` files and region/objectid files no image header there
+    refers to. Raises :class:`OpError` (``EBUSY``) while a writer works there.
+    Returns the removed paths."""
+    return _core.collect_garbage(os.fspath(directory))
 
 
 def child_images(path: _Path) -> List[str]:

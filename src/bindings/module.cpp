@@ -119,6 +119,17 @@ PYBIND11_MODULE(_core, m) {
         for (auto& f : v) out.append(host_str(f));
         return out;
     }, py::arg("path"));
+    m.def("collect_garbage", [](py::handle dir) {
+        std::string d = host_path(dir);
+        std::vector<std::string> v;
+        {
+            py::gil_scoped_release nogil;
+            v = collect_garbage(d);
+        }
+        py::list out;
+        for (auto& f : v) out.append(host_str(f));
+        return out;
+    }, py::arg("directory"));
     m.def("destroy", [](py::handle path, bool force) {
         std::string p = host_path(path);
         py::gil_scoped_release nogil;
