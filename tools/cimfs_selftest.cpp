@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -450,6 +451,65 @@ int main() {
             auto w = native::create_writer(o);
             write_tree(*w, content);
             check_tree(platform::join(o.directory, o.name), content, false);
+        });
+        // Only against tools/mock_cimfs_dll.cpp (installed as cimfs.dll in a Wine
+        // prefix by .ci/cross-windows.sh): error mapping and mount plumbing.
+        if (std::getenv("CIMFS_SELFTEST_MOCK")) run("native: errors and mounts (mock cimfs.dll)", [&] {
+            CreateOptions o;
+            o.directory = platform::join(work, "native");
+            o.name = "errors.cim";
+            auto w = native::create_writer(o);
+            FileMetadata f;
+            f.size = 3;
+            try {
+                w->add_file(u"missing\\x", f);
+                throw Failure("add_file under a missing directory succeeded");
+            } catch (const Error& e) {
+                CHECK(e.code == Errc::not_found && e.subject == ErrorSubject::path);
+                CHECK(e.winerror == 3 && e.sys_errno == ENOENT);  // ERROR_PATH_NOT_FOUND
+                CHECK(e.path == "missing\\x");
+                CHECK(std::string(e.what()).find("0x80070003") != std::string::npos);
+            }
+            w->add_file(u"short", f);
+            expect_error(Errc::invalid_argument, [&] { w->write("abcd", 4); });  // past the size
+            w->write("ab", 2);
+            expect_error(Errc::invalid_argument, [&] { w->close_stream(); });  // short
+            expect_error(Errc::bad_state, [&] { w->write("c", 1); });
+            std::string msg = expect_error(Errc::unsupported, [&] { w->add_tombstone(u"short"); });
+            CHECK(msg.find("CimTombstoneFile") != std::string::npos);
+            expect_error(Errc::invalid_argument, [&] { w->add_file(u"a\\..\\b", FileMetadata{}); });
+            w->close();
+            expect_error(Errc::bad_state, [&] { w->commit(); });
+
+            // Block CIMs need a newer build (or cimwriter.dll) than Wine reports.
+            native::BlockImage b{native::BlockType::single_file, platform::join(work, "b.bcim"), "x.cim"};
+            msg = expect_error(Errc::unsupported, [&] { native::create_block_image(b); });
+            CHECK(msg.find("27766") != std::string::npos);
+            msg = expect_error(Errc::unsupported, [&] { native::seal_image(b.block_path); });
+            CHECK(msg.find("CimSealImage") != std::string::npos);
+
+            std::string image = platform::join(o.directory, "native.cim");
+            std::string volume = native::mount(image);
+            format::Guid g;
+            CHECK(native::parse_volume_path(volume, g));
+            native::dismount(volume);
+            try {
+                native::dismount(g);
+                throw Failure("second dismount succeeded");
+            } catch (const Error& e) {
+                CHECK(e.subject == ErrorSubject::mount && e.winerror == 1168);  // ERROR_NOT_FOUND
+                CHECK(e.path == volume);
+            }
+            format::Guid fixed;
+            CHECK(format::Guid::parse("0badc0de-0000-4000-8000-000000000001", fixed));
+            CHECK(native::mount(image, native::kMountNone, fixed) == native::volume_path(fixed));
+            native::dismount(fixed);
+            try {
+                native::mount(platform::join(o.directory, "missing.cim"));
+                throw Failure("mount of a missing image succeeded");
+            } catch (const Error& e) {
+                CHECK(e.code == Errc::not_found && e.subject == ErrorSubject::mount && e.winerror == 2);
+            }
         });
     }
 
