@@ -537,7 +537,9 @@ std::vector<std::string> ImageImpl::verify() const {
     std::vector<std::pair<std::uint32_t, std::string>> stack{{root_, "\\"}};
     seen_dirs.insert(root_);
     while (!stack.empty()) {
-        auto [id, where] = stack.back();
+        // (plain variables: lambdas may not capture structured bindings before C++20; clang rejects it)
+        std::uint32_t id = stack.back().first;
+        std::string where = stack.back().second;
         stack.pop_back();
         check(where, [&] {
             FileRecord r = raw_record(id);
