@@ -20,6 +20,7 @@
 #endif
 #include <windows.h>
 
+#define CIMFS_API_NO_SDK_HEADER 1  // this file defines the cimfs.h functions itself
 #include "../src/native/cimfs_api.h"
 
 using cimfs::native::api::FileMetadata;
@@ -122,8 +123,8 @@ MOCK_EXPORT HRESULT WINAPI CimCreateFile(MockImage* image, PCWSTR path, const Fi
                                                 m->SecurityDescriptorSize);
         if (m->ReparseDataBuffer)
             meta.reparse_data.assign(static_cast<const char*>(m->ReparseDataBuffer), m->ReparseDataSize);
-        if (m->ExtendedAttributes)
-            meta.extended_attributes.assign(static_cast<const char*>(m->ExtendedAttributes), m->EACount);
+        if (m->EaBuffer)
+            meta.extended_attributes.assign(static_cast<const char*>(m->EaBuffer), m->EaBufferSize);
         image->writer->add_file(u16(path), meta);
         *stream = new MockStream{image, (m->Attributes & FILE_ATTRIBUTE_DIRECTORY) != 0};
     });
@@ -134,12 +135,10 @@ MOCK_EXPORT HRESULT WINAPI CimWriteStream(MockStream* stream, const void* buffer
     return guarded([&] { stream->image->writer->write(buffer, size); });
 }
 
-MOCK_EXPORT HRESULT WINAPI CimCloseStream(MockStream* stream) {
-    if (!stream) return E_INVALIDARG;
+MOCK_EXPORT void WINAPI CimCloseStream(MockStream* stream) {
     // Like cimfs.dll, closing does not check that the declared size was written
-    // (the backend does); the portable writer would, so only close complete streams.
-    std::unique_ptr<MockStream> s(stream);
-    return S_OK;
+    // (the backend does); the portable writer checks at its next operation.
+    delete stream;
 }
 
 MOCK_EXPORT HRESULT WINAPI CimCreateAlternateStream(MockImage* image, PCWSTR path, UINT64 size,

@@ -22,7 +22,9 @@
 
 #include <cstddef>
 
-#if defined(__has_include)
+// CIMFS_API_NO_SDK_HEADER: for code that defines the cimfs.h functions itself
+// (tools/mock_cimfs_dll.cpp).
+#if defined(__has_include) && !defined(CIMFS_API_NO_SDK_HEADER)
 #if __has_include(<cimfs.h>)
 #include <cimfs.h>
 #define CIMFS_HAVE_SDK_HEADER 1
@@ -46,8 +48,8 @@ struct FileMetadata {
     UINT32 SecurityDescriptorSize;
     const void* ReparseDataBuffer;
     UINT32 ReparseDataSize;
-    const void* ExtendedAttributes;  // FILE_FULL_EA_INFORMATION chain
-    UINT32 EACount;                  // despite the name: the EA buffer's size in bytes
+    const void* EaBuffer;  // FILE_FULL_EA_INFORMATION chain
+    UINT32 EaBufferSize;   // bytes (hcsshim calls this field EACount)
 };
 
 // CIMFS_IMAGE_PATH
@@ -59,19 +61,19 @@ struct ImagePath {
 #if defined(_WIN64)
 static_assert(sizeof(FileMetadata) == 96, "CIMFS_FILE_METADATA layout");
 static_assert(offsetof(FileMetadata, SecurityDescriptorBuffer) == 48, "CIMFS_FILE_METADATA layout");
-static_assert(offsetof(FileMetadata, EACount) == 88, "CIMFS_FILE_METADATA layout");
+static_assert(offsetof(FileMetadata, EaBufferSize) == 88, "CIMFS_FILE_METADATA layout");
 #endif
 
-#if defined(CIMFS_HAVE_SDK_HEADER)
+#if defined(CIMFS_HAVE_SDK_HEADER) && WINAPI_FAMILY_PARTITION(WINAPI_PARTITION_DESKTOP)
 static_assert(sizeof(FileMetadata) == sizeof(CIMFS_FILE_METADATA), "CIMFS_FILE_METADATA size");
 static_assert(offsetof(FileMetadata, FileSize) == offsetof(CIMFS_FILE_METADATA, FileSize), "FileSize");
 static_assert(offsetof(FileMetadata, SecurityDescriptorBuffer) ==
                   offsetof(CIMFS_FILE_METADATA, SecurityDescriptorBuffer), "SecurityDescriptorBuffer");
 static_assert(offsetof(FileMetadata, ReparseDataBuffer) == offsetof(CIMFS_FILE_METADATA, ReparseDataBuffer),
               "ReparseDataBuffer");
-static_assert(offsetof(FileMetadata, ExtendedAttributes) == offsetof(CIMFS_FILE_METADATA, ExtendedAttributes),
-              "ExtendedAttributes");
-static_assert(offsetof(FileMetadata, EACount) == offsetof(CIMFS_FILE_METADATA, EACount), "EACount");
+static_assert(offsetof(FileMetadata, EaBuffer) == offsetof(CIMFS_FILE_METADATA, EaBuffer), "EaBuffer");
+static_assert(offsetof(FileMetadata, EaBufferSize) == offsetof(CIMFS_FILE_METADATA, EaBufferSize),
+              "EaBufferSize");
 #endif
 
 // Function types (all __stdcall, which is the only convention on x64/ARM64).
@@ -83,7 +85,9 @@ using CimCloseImage_t = void(WINAPI*)(ImageHandle image);
 using CimCommitImage_t = HRESULT(WINAPI*)(ImageHandle image);
 using CimCreateFile_t = HRESULT(WINAPI*)(ImageHandle image, PCWSTR path, const FileMetadata* meta,
                                          StreamHandle* stream);
-using CimCloseStream_t = HRESULT(WINAPI*)(StreamHandle stream);
+// cimfs.h: STDAPI_(void) CimCloseStream / CimCloseImage (hcsshim reads an HRESULT
+// from CimCloseStream; the SDK header says there is none, so none is read).
+using CimCloseStream_t = void(WINAPI*)(StreamHandle stream);
 using CimWriteStream_t = HRESULT(WINAPI*)(StreamHandle stream, const void* buffer, UINT32 size);
 using CimDeletePath_t = HRESULT(WINAPI*)(ImageHandle image, PCWSTR path);
 using CimCreateHardLink_t = HRESULT(WINAPI*)(ImageHandle image, PCWSTR newPath, PCWSTR existingPath);

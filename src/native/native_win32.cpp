@@ -346,8 +346,8 @@ public:
             m.ReparseDataSize = static_cast<UINT32>(meta.reparse_data.size());
         }
         if (!meta.extended_attributes.empty()) {
-            m.ExtendedAttributes = meta.extended_attributes.data();
-            m.EACount = static_cast<UINT32>(meta.extended_attributes.size());
+            m.EaBuffer = meta.extended_attributes.data();
+            m.EaBufferSize = static_cast<UINT32>(meta.extended_attributes.size());
         }
         api::StreamHandle stream = nullptr;
         HRESULT hr = t_.CimCreateFile(image_, w.c_str(), &m, &stream);
@@ -487,8 +487,7 @@ private:
         stream_ = nullptr;
         left_ = 0;
         stream_path_.clear();
-        HRESULT hr = t_.CimCloseStream(h);
-        if (FAILED(hr)) hr_error(hr, ErrorSubject::path, op, image_path_, path);
+        t_.CimCloseStream(h);
         if (left > 0)
             throw_path_error(Errc::invalid_argument, "write", image_path_, path,
                              "stream closed with " + std::to_string(left) +
