@@ -219,7 +219,12 @@ PortableWriter::PortableWriter(const CreateOptions& o) : opts_(o) {
     upcase_ = windows_upcase_table();
     header_temp_ = platform::join(dir, platform::kTempPrefix + opts_.name);
     if (!opts_.parent.empty()) {
-        load_parent(dir);
+        try {
+            load_parent(dir);
+        } catch (...) {
+            if (store_) store_->discard();  // a damaged parent: leave nothing behind
+            throw;
+        }
         return;
     }
     Guid guid = opts_.region_set ? *opts_.region_set : Guid::random();
