@@ -125,6 +125,7 @@ ObjectStore::~ObjectStore() {
 
 void ObjectStore::add_known(const ObjectId& id, std::uint64_t region_offset) {
     known_.emplace(id, region_offset);
+    if (id.length >= kSmallDataLimit) known_lengths_.insert(id.length);
 }
 
 RegionFile& ObjectStore::region(RegionType type) {
@@ -148,7 +149,7 @@ std::uint64_t ObjectStore::lookup(const ObjectId& id, std::uint32_t alignment) c
 
 void ObjectStore::record(RegionFile& r, const ObjectId& id, std::uint64_t offset) {
     r.entries.push_back({id, offset});
-    known_.emplace(id, make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), offset));
+    add_known(id, make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), offset));
 }
 
 std::uint64_t ObjectStore::put_metadata(const void* data, std::size_t n) {
@@ -166,11 +167,13 @@ void ObjectStore::begin_data(std::uint64_t length) {
     cur_offset_ = cur_->align();
     cur_length_ = length;
     cur_written_ = 0;
-    if (cur_->type() == RegionType::small_data) cur_hash_.reset();
+    cur_inline_ = cur_->type() == RegionType::small_data || known_lengths_.count(length) ||
+                  pending_by_length_.count(length);
+    if (cur_inline_) cur_hash_.reset();
 }
 
 void ObjectStore::append_data(const void* data, std::size_t n) {
-    if (cur_->type() == RegionType::small_data) {
+    if (cur_inline_) {
         if (cur_written_ < sizeof cur_head_) {
             std::size_t c = std::min<std::size_t>(n, sizeof cur_head_ - static_cast<std::size_t>(cur_written_));
             std::memcpy(cur_head_ + cur_written_, data, c);
@@ -211,8 +214,51 @@ DataRef ObjectStore::end_data() {
         }
         return ref;
     }
-    // Large data: hash it in the background from the file (page cache) while the
-    // caller goes on writing; deduplicate at commit.
+    if (cur_inline_) {
+        // A length seen before: compare with what is stored and pending now,
+        // while this copy is still the region's tail.
+        ObjectId id;
+        id.length = cur_length_;
+        id.digest = cur_hash_.finish();
+        if (std::uint64_t ro = lookup(id, kPageAlignment)) {
+            r.truncate_to(cur_offset_);
+            data_bytes_ -= cur_length_;
+            ref.region_offset = ro;
+            return ref;
+        }
+        auto same = pending_by_length_.find(cur_length_);
+        if (same != pending_by_length_.end()) {
+            std::unique_lock<std::mutex> lock(mu_);
+            done_cv_.wait(lock, [&] {
+                for (std::size_t i : same->second)
+                    if (!pending_[i].hashed) return false;
+                return true;
+            });
+            for (std::size_t i : same->second) {
+                if (pending_[i].id == id) {
+                    lock.unlock();
+                    r.truncate_to(cur_offset_);
+                    data_bytes_ -= cur_length_;
+                    ref.pending = static_cast<std::int64_t>(i);
+                    return ref;
+                }
+            }
+        }
+        r.flush();
+        std::lock_guard<std::mutex> lock(mu_);
+        Pending p;
+        p.region = &r;
+        p.offset = cur_offset_;
+        p.length = cur_length_;
+        p.id = id;
+        p.hashed = true;
+        pending_.push_back(p);
+        pending_by_length_[cur_length_].push_back(pending_.size() - 1);
+        ref.pending = static_cast<std::int64_t>(pending_.size() - 1);
+        return ref;
+    }
+    // Large data of a new length: hash it in the background from the file (page
+    // cache) while the caller goes on writing; deduplicate at commit.
     r.flush();
     start_workers();
     std::lock_guard<std::mutex> lock(mu_);
@@ -221,6 +267,7 @@ DataRef ObjectStore::end_data() {
     p.offset = cur_offset_;
     p.length = cur_length_;
     pending_.push_back(p);
+    pending_by_length_[cur_length_].push_back(pending_.size() - 1);
     ref.pending = static_cast<std::int64_t>(pending_.size() - 1);
     queue_.push_back(pending_.size() - 1);
     ++outstanding_;

@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "cimfs/format.hpp"
@@ -129,6 +130,12 @@ private:
     std::string image_;
     std::vector<std::unique_ptr<RegionFile>> regions_;
     std::unordered_map<ObjectId, std::uint64_t, ObjectIdHash> known_;
+    // Lengths of large objects already stored or pending: a new large object of
+    // a length seen before may be a duplicate, so it is hashed while it is
+    // written and, if it is one, taken back at once from the region's tail.
+    std::unordered_map<std::uint64_t, std::vector<std::size_t>> pending_by_length_;
+    std::unordered_set<std::uint64_t> known_lengths_;
+    bool cur_inline_ = false;
     std::vector<std::string> objectid_temp_, objectid_final_, published_;
 
     // the data object being streamed
