@@ -92,6 +92,7 @@ private:
     LinkTable directory_table(const FileRecord& r) const;
     Bytes prefixed_blob(std::uint64_t ro) const;
     std::uint64_t logical_size(const Stream& s) const;
+    StreamHandle checked_handle(std::uint32_t id, const Stream& s) const;
     std::size_t read_pe(const Stream& s, std::uint64_t offset, unsigned char* out, std::size_t n) const;
     std::uint32_t count_links_v2(std::uint32_t id) const;
     void verify_object_ids(std::vector<std::string>& problems) const;
@@ -243,6 +244,28 @@ std::uint64_t ImageImpl::logical_size(const Stream& s) const {
     return s.length;
 }
 
+// A handle to read through. Its size must be backed by bytes in the region files
+// before anyone sizes a buffer by it (the Python layer allocates the result of
+// read_bytes() up front): a hostile length gives corrupt_image here, not a huge
+// allocation.
+StreamHandle ImageImpl::checked_handle(std::uint32_t id, const Stream& s) const {
+    StreamHandle h{id, s, logical_size(s)};
+    if (s.sparse || !s.data) return h;
+    if (s.type == StreamType::data) {
+        bytes(s.data, s.length);
+    } else if (s.type == StreamType::pe_image) {
+        const unsigned char* pe = bytes(s.data, kPeImageHeaderSize);
+        std::uint64_t image_length = ld32(pe + 16);
+        bytes(ld64(pe), image_length);
+        if (h.size > image_length)
+            corrupt("PE image file length " + std::to_string(h.size) + " exceeds its stored image (" +
+                    std::to_string(image_length) + " bytes)");
+    } else {
+        corrupt("stream of unknown type " + std::to_string(static_cast<int>(s.type)));
+    }
+    return h;
+}
+
 FileStat ImageImpl::stat(std::uint32_t id) const {
     return guarded("stat", [&] {
         FileRecord r = raw_record(id);
@@ -351,8 +374,7 @@ StreamHandle ImageImpl::default_stream(std::uint32_t id) const {
         FileRecord r = raw_record(id);
         if (r.default_stream.type == StreamType::link_table)
             throw_op_error(Errc::is_a_directory, "open", path_, "is a directory", EISDIR);
-        StreamHandle h{id, r.default_stream, logical_size(r.default_stream)};
-        return h;
+        return checked_handle(id, r.default_stream);
     });
 }
 
@@ -366,7 +388,7 @@ StreamHandle ImageImpl::alternate_stream(std::uint32_t id, const std::u16string&
                 if (compare_names(n.data(), n.size(), name.data(), name.size(), upcase_.data()) == 0) {
                     Stream s = decode_stream(t.value(i));
                     if (s.type == StreamType::link_table) corrupt("alternate stream is a link table");
-                    return StreamHandle{id, s, logical_size(s)};
+                    return checked_handle(id, s);
                 }
             }
         }
