@@ -265,6 +265,7 @@ def _code(e) -> str:
         _e.EISDIR: "is_a_directory",
         _e.ENAMETOOLONG: "name_too_long",
         _e.EEXIST: "exists",
+        _e.EIO: "corrupt_image",  # damage found when opening a stream stays a CorruptImageError
     }.get(e.errno, "invalid_argument")
 
 
