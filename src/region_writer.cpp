@@ -24,7 +24,7 @@ RegionFile::RegionFile(RegionType type, std::uint16_t index_in_set, std::uint16_
     : type_(type), index_in_set_(index_in_set), index_in_type_(index_in_type),
       final_path_(std::move(final_path)), temp_path_(std::move(temp_path)) {
     file_ = platform::File::create_exclusive(temp_path_);
-    unsigned char h[kRegionHeaderSize];
+    unsigned char h[kRegionHeaderSize] = {};  // reserved fields are written as 0
     encode_common_header(h, kRegionHeaderSize, HeaderType::region, version);
     st16(h + 32, index_in_type_);
     h[34] = static_cast<unsigned char>(type_);
