@@ -321,3 +321,29 @@ def test_layout_checker_detects_damage(tmp_path, corrupt, problem):
         L.Layout(path).check_all()
     if isinstance(e.value, L.LayoutError):
         assert problem in str(e.value)
+
+
+def test_reserved_header_bytes_are_zero_whatever_ran_before(tmp_path, fixture_image):
+    """Reserved fields of every header the writer produces are 0, also after other
+    native calls (errors, reads) have left garbage on the stack: a region header
+    built in an uninitialized buffer once carried stack bytes at 35..39."""
+    for i in range(5):
+        with cimfs.open(fixture_image) as img:
+            assert img.verify() == []
+            img.security_descriptor("hello.txt")
+        (tmp_path / f"bad{i}").mkdir()
+        with pytest.raises(cimfs.PathError):
+            with cimfs.create(tmp_path / f"bad{i}", "x.cim") as w:
+                w.add_file("no\\parent", data=b"x")
+        d = tmp_path / f"ok{i}"
+        d.mkdir()
+        with cimfs.create(d, "t.cim") as w:
+            w.add_file("s", data=b"small")
+            w.add_file("p", data=b"p" * 5000)
+        for n in sorted(os.listdir(d)):
+            b = (d / n).read_bytes()
+            if n.startswith("region_"):
+                assert b[35:40] == bytes(5), (i, n, b[32:40])
+            elif n.startswith("objectid_"):
+                assert b[35:40] == bytes(5), (i, n, b[32:40])
+            assert b[13:16] == bytes(3) and b[24:32] == bytes(8), (i, n)
