@@ -27,6 +27,24 @@ from .errors import (
     UnsupportedError,
 )
 from .image import CimFile, Image, open
+from .native import (
+    BlockImage,
+    Mount,
+    MountFlags,
+    create_block,
+    default_backend,
+    is_block_supported,
+    is_merged_supported,
+    is_supported,
+    is_verified_supported,
+    merge_block,
+    mount,
+    mount_merged,
+    mount_verified,
+    seal,
+    unmount,
+    verification_info,
+)
 from .writer import BACKENDS, Writer, create
 
 __version__: str = _core.__version__
@@ -34,6 +52,9 @@ __version__: str = _core.__version__
 __all__ = [
     "__version__",
     "BACKENDS",
+    "BlockImage",
+    "Mount",
+    "MountFlags",
     "CimError",
     "CimFile",
     "CorruptImageError",
@@ -51,14 +72,27 @@ __all__ = [
     "child_images",
     "collect_garbage",
     "create",
+    "create_block",
     "datetime_from_filetime",
+    "default_backend",
     "destroy",
     "filetime_from_datetime",
     "filetime_from_unix_ns",
+    "is_block_supported",
+    "is_merged_supported",
+    "is_supported",
+    "is_verified_supported",
+    "merge_block",
+    "mount",
+    "mount_merged",
+    "mount_verified",
     "null_dacl_security_descriptor",
     "open",
     "region_files",
+    "seal",
     "unix_ns_from_filetime",
+    "unmount",
+    "verification_info",
     "usage",
 ]
 

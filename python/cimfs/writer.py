@@ -7,7 +7,7 @@ from typing import BinaryIO, Optional, Union
 
 from . import _core
 from ._types import FileAttributes, FileInfo
-from .errors import CimError, UnsupportedError, path_error
+from .errors import CimError, path_error
 
 __all__ = ["Writer", "create", "BACKENDS"]
 
@@ -17,18 +17,16 @@ _COPY_CHUNK = 1 << 20
 BytesLike = Union[bytes, bytearray, memoryview]
 
 
-def _check_backend(backend: str, directory: str, name: str) -> str:
+def _choose_backend(backend: str, region_set: Optional[str], format_version: int) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
-    if backend == "native":
-        raise UnsupportedError(
-            f"cim create {os.path.join(directory, name)}: the native backend needs cimfs.dll "
-            "(Windows Server 2022 / build 20348 or later); this build has only the portable backend",
-            cim=os.path.join(directory, name),
-            op="create",
-            errno=95,
-        )
-    return "portable"
+    if backend != "auto":
+        return backend
+    if region_set is not None or format_version != 3:
+        return "portable"  # only the portable writer can honour these
+    from .native import default_backend
+
+    return default_backend()
 
 
 def _parent_name(directory: str, parent: str) -> str:
@@ -62,15 +60,26 @@ class Writer:
         format_version: int = 3,
         durable: bool = False,
         backend: str = "auto",
+        create_flags: int = 0,
     ) -> None:
         directory = os.fspath(directory)
-        self.backend = _check_backend(backend, directory, name)
         if parent is not None:
             parent = _parent_name(directory, os.fspath(parent))
         if format_version not in (2, 3):
             raise ValueError("format_version must be 2 or 3")
-        self._core = _core.Writer(directory, name, parent or "", region_set, format_version, durable)
+        #: "portable" or "native": the backend writing this image
+        self.backend = _choose_backend(backend, region_set, format_version)
+        self._core = _core.Writer(directory, name, parent or "", region_set, format_version, durable,
+                                  self.backend, int(create_flags))
         self.path = os.path.join(directory, name)
+
+    @classmethod
+    def _from_core(cls, core, path: str, backend: str) -> "Writer":
+        self = cls.__new__(cls)
+        self._core = core
+        self.path = path
+        self.backend = backend
+        return self
 
     # -- context manager ------------------------------------------------------
     def __enter__(self) -> "Writer":
@@ -227,6 +236,7 @@ def create(
     format_version: int = 3,
     durable: bool = False,
     backend: str = "auto",
+    create_flags: int = 0,
 ) -> Writer:
     """Start writing the image ``directory/name``; use the result in a ``with`` block.
 
@@ -237,9 +247,16 @@ def create(
     region-set GUID (for reproducible output);
     ``format_version`` is 3 (default) or 2; ``durable=True`` fsyncs every file
     and the directory at commit.
+
+    ``backend``: ``"portable"`` (this package's writer, any OS), ``"native"``
+    (cimfs.dll, Windows only; ``create_flags`` are ``cimfs.native.CreateFlags``
+    for ``CimCreateImage2``) or ``"auto"`` (:func:`cimfs.default_backend`:
+    portable unless ``CIMFS_BACKEND=native``; portable whenever a
+    portable-only option such as ``region_set`` is given).
     """
     return Writer(directory, name, parent=parent, region_set=region_set,
-                  format_version=format_version, durable=durable, backend=backend)
+                  format_version=format_version, durable=durable, backend=backend,
+                  create_flags=create_flags)
 
 
 _ = CimError  # re-exported through cimfs

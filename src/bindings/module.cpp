@@ -80,6 +80,7 @@ PYBIND11_MODULE(_core, m) {
     register_errors(m);
     bind_writer(m);
     bind_image(m);
+    bind_native(m);
 
     m.def("upcase_table", [] {
         const std::uint16_t* t = windows_upcase_table();

@@ -3,93 +3,83 @@
 // the region file without a copy. A mutex serializes calls from several threads.
 #include <pybind11/stl.h>
 
-#include <mutex>
-
+#include "cimfs/native.hpp"
 #include "cimfs/writer.hpp"
 #include "convert.hpp"
 
 namespace cimfs::bindings {
 
+PyWriter::PyWriter(std::unique_ptr<ImageWriter> w) : w_(std::move(w)) {}
+
+PyWriter::PyWriter(py::handle directory, const std::string& name, const std::string& parent,
+                   py::object region_set, std::uint32_t format_major, bool durable, const std::string& backend,
+                   std::uint32_t create_flags) {
+    CreateOptions o;
+    o.directory = host_path(directory);
+    o.name = name;
+    o.parent = parent;
+    o.format_major = format_major;
+    o.durable = durable;
+    if (!region_set.is_none()) {
+        format::Guid g;
+        std::string text = py::cast<std::string>(py::str(region_set));
+        if (!format::Guid::parse(text, g)) throw py::value_error("region_set is not a GUID: " + text);
+        o.region_set = g;
+    }
+    if (backend != "portable" && backend != "native")
+        throw py::value_error("backend must be 'portable' or 'native'");
+    py::gil_scoped_release nogil;
+    w_ = backend == "native" ? native::create_writer(o, create_flags) : create_portable_writer(o);
+}
+
 namespace {
 
-class PyWriter {
-public:
-    PyWriter(py::handle directory, const std::string& name, const std::string& parent,
-             py::object region_set, std::uint32_t format_major, bool durable) {
-        CreateOptions o;
-        o.directory = host_path(directory);
-        o.name = name;
-        o.parent = parent;
-        o.format_major = format_major;
-        o.durable = durable;
-        if (!region_set.is_none()) {
-            format::Guid g;
-            std::string text = py::cast<std::string>(py::str(region_set));
-            if (!format::Guid::parse(text, g)) throw py::value_error("region_set is not a GUID: " + text);
-            o.region_set = g;
-        }
-        py::gil_scoped_release nogil;
-        w_ = create_portable_writer(o);
-    }
+void add_file(PyWriter& w, py::handle path, std::uint32_t attributes, std::uint64_t size, std::uint64_t creation,
+              std::uint64_t last_write, std::uint64_t change, std::uint64_t last_access, std::optional<py::bytes> sd,
+              py::bytes ea, py::bytes reparse) {
+    std::u16string p = to_u16(path);
+    FileMetadata meta;
+    meta.attributes = attributes;
+    meta.size = size;
+    meta.times = FileTimes{creation, last_write, change, last_access};
+    if (sd) meta.security_descriptor = std::string(*sd);
+    meta.extended_attributes = std::string(ea);
+    meta.reparse_data = std::string(reparse);
+    w.locked([&](ImageWriter& iw) { iw.add_file(p, meta); });
+}
 
-    template <class F>
-    void locked(F&& f) {
-        py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(mu_);
-        if (!w_) throw std::logic_error("writer is closed");
-        f(*w_);
-    }
-
-    void add_file(py::handle path, std::uint32_t attributes, std::uint64_t size, std::uint64_t creation,
-                  std::uint64_t last_write, std::uint64_t change, std::uint64_t last_access,
-                  std::optional<py::bytes> sd, py::bytes ea, py::bytes reparse) {
-        std::u16string p = to_u16(path);
-        FileMetadata meta;
-        meta.attributes = attributes;
-        meta.size = size;
-        meta.times = FileTimes{creation, last_write, change, last_access};
-        if (sd) meta.security_descriptor = std::string(*sd);
-        meta.extended_attributes = std::string(ea);
-        meta.reparse_data = std::string(reparse);
-        locked([&](ImageWriter& w) { w.add_file(p, meta); });
-    }
-
-    void write(py::handle data) {
-        Py_buffer view;
-        if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) throw py::error_already_set();
-        try {
-            locked([&](ImageWriter& w) { w.write(view.buf, static_cast<std::size_t>(view.len)); });
-        } catch (...) {
-            PyBuffer_Release(&view);
-            throw;
-        }
+void write(PyWriter& w, py::handle data) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) throw py::error_already_set();
+    try {
+        w.locked([&](ImageWriter& iw) { iw.write(view.buf, static_cast<std::size_t>(view.len)); });
+    } catch (...) {
         PyBuffer_Release(&view);
+        throw;
     }
+    PyBuffer_Release(&view);
+}
 
-    void close() {
-        py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(mu_);
-        if (w_) {
-            w_->close();
-        }
-    }
-
-    std::unique_ptr<ImageWriter> w_;
-    std::mutex mu_;
-};
+void close(PyWriter& w) {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(w.mu_);
+    if (w.w_) w.w_->close();
+}
 
 }  // namespace
 
 void bind_writer(py::module_& m) {
     py::class_<PyWriter>(m, "Writer")
-        .def(py::init<py::handle, const std::string&, const std::string&, py::object, std::uint32_t, bool>(),
+        .def(py::init<py::handle, const std::string&, const std::string&, py::object, std::uint32_t, bool,
+                      const std::string&, std::uint32_t>(),
              py::arg("directory"), py::arg("name"), py::arg("parent") = "", py::arg("region_set") = py::none(),
-             py::arg("format_major") = 3, py::arg("durable") = false)
-        .def("add_file", &PyWriter::add_file, py::arg("path"), py::arg("attributes"), py::arg("size"),
+             py::arg("format_major") = 3, py::arg("durable") = false, py::arg("backend") = "portable",
+             py::arg("create_flags") = 0)
+        .def("add_file", &add_file, py::arg("path"), py::arg("attributes"), py::arg("size"),
              py::arg("creation_time"), py::arg("last_write_time"), py::arg("change_time"),
              py::arg("last_access_time"), py::arg("security_descriptor"), py::arg("extended_attributes"),
              py::arg("reparse_data"))
-        .def("write", &PyWriter::write, py::arg("data"))
+        .def("write", &write, py::arg("data"))
         .def("close_stream", [](PyWriter& w) { w.locked([](ImageWriter& iw) { iw.close_stream(); }); })
         .def("add_stream", [](PyWriter& w, py::handle path, std::uint64_t size) {
             std::u16string p = to_u16(path);
@@ -112,7 +102,7 @@ void bind_writer(py::module_& m) {
             w.locked([&](ImageWriter& iw) { iw.add_merge_link(e, n); });
         }, py::arg("existing"), py::arg("new_path"))
         .def("commit", [](PyWriter& w) { w.locked([](ImageWriter& iw) { iw.commit(); }); })
-        .def("close", &PyWriter::close)
+        .def("close", &close)
         .def_property_readonly("image_path", [](PyWriter& w) {
             std::lock_guard<std::mutex> lock(w.mu_);
             return host_str(w.w_->image_path());
