@@ -1,0 +1,290 @@
+"""A one-pass tar reader for the import path.
+
+Why not :mod:`tarfile`: in stream mode (``r|``) it costs about 280 µs per entry
+on Windows layer tars (every entry carries a PAX header), keeps every member in
+``TarFile.members``, copies member data several times, and ends silently at a
+truncated or damaged header. For 100,000-file layers that alone is slower than
+GNU tar extracting the same archive, so this module parses the ustar/PAX/GNU
+headers itself (POSIX.1-2001 pax and ustar, plus GNU long names) and hands file
+data out as memoryviews of one reused buffer. :mod:`tarfile` is still used for
+writing (export, sample layers).
+
+Errors are :class:`TarFormatError` (a ValueError) with the byte offset; the
+importer wraps them in a CimError naming the source and entry.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Dict, Iterator, Optional
+
+__all__ = ["TarEntry", "TarReader", "TarFormatError", "TarTruncatedError"]
+
+BLOCK = 512
+_BUF = 1 << 20
+
+REGULAR = frozenset(b"0\x007")  # '7' (contiguous) reads as a regular file
+
+
+class TarFormatError(ValueError):
+    def __init__(self, message: str, offset: int = -1, entry: str = "") -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.entry = entry
+
+
+class TarTruncatedError(TarFormatError):
+    pass
+
+
+class TarEntry:
+    __slots__ = ("name", "type", "size", "linkname", "mtime", "pax", "offset")
+
+    def __init__(self, name: str, type: str, size: int, linkname: str, mtime: int,
+                 pax: Dict[str, str], offset: int) -> None:
+        self.name = name
+        self.type = type  # one character: '0' file, '1' hard link, '2' symlink, '5' directory, ...
+        self.size = size
+        self.linkname = linkname
+        self.mtime = mtime  # header mtime (integer seconds); pax["mtime"] when present is exact
+        self.pax = pax
+        self.offset = offset  # byte offset of the entry's (first) header in the tar
+
+    def __repr__(self) -> str:
+        return f"<TarEntry {self.name!r} type={self.type!r} size={self.size}>"
+
+
+def _num(field: bytes, what: str, offset: int) -> int:
+    """Octal (NUL/space padded) or GNU base-256 number field."""
+    if field and field[0] & 0x80:
+        v = int.from_bytes(field, "big") & ~(0x80 << (8 * (len(field) - 1)))
+        if field[0] & 0x40:  # negative base-256 (0xff prefix)
+            v = int.from_bytes(field, "big", signed=True)
+        return v
+    s = field.split(b"\0", 1)[0].strip()
+    if not s:
+        return 0
+    try:
+        return int(s, 8)
+    except ValueError:
+        raise TarFormatError(f"bad {what} field {bytes(field)!r} in the header at offset {offset}", offset) from None
+
+
+def _str(field: bytes) -> str:
+    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def parse_pax(data: bytes, offset: int) -> Dict[str, str]:
+    """Records ``"<len> <key>=<value>\\n"`` of a pax extended header."""
+    out: Dict[str, str] = {}
+    pos = 0
+    n = len(data)
+    while pos < n:
+        if data[pos] == 0:  # padding
+            break
+        sp = data.find(b" ", pos, pos + 24)
+        if sp < 0:
+            raise TarFormatError(f"malformed pax record at offset {offset}+{pos}", offset)
+        try:
+            length = int(data[pos:sp])
+        except ValueError:
+            raise TarFormatError(f"malformed pax record length at offset {offset}+{pos}", offset) from None
+        end = pos + length
+        if length < 5 or end > n or data[end - 1] != 0x0A:
+            raise TarFormatError(f"malformed pax record at offset {offset}+{pos}", offset)
+        eq = data.find(b"=", sp + 1, end)
+        if eq < 0:
+            raise TarFormatError(f"pax record without '=' at offset {offset}+{pos}", offset)
+        key = data[sp + 1 : eq].decode("utf-8", "surrogateescape")
+        out[key] = data[eq + 1 : end - 1].decode("utf-8", "surrogateescape")
+        pos = end
+    return out
+
+
+class TarReader:
+    """Iterate over the entries of a tar stream read once from ``raw``.
+
+    After each entry is yielded, the caller may consume its data with
+    :meth:`data_chunks` (memoryviews valid until the next call) or
+    :meth:`read_data`; whatever it leaves is skipped when iteration goes on.
+    """
+
+    def __init__(self, raw: BinaryIO, buffer_size: int = _BUF) -> None:
+        self._raw = raw
+        self._readinto = getattr(raw, "readinto", None)
+        self._buf = bytearray(max(buffer_size, 64 * BLOCK))
+        self._view = memoryview(self._buf)
+        self._pos = 0
+        self._end = 0
+        self._eof = False
+        self.offset = 0  # stream offset of self._buf[self._pos]
+        self._left = 0  # data bytes of the current entry not yet consumed
+        self._pad = 0  # padding after them
+        self._current: Optional[TarEntry] = None
+
+    # -- buffer -------------------------------------------------------------
+    def _fill(self) -> int:
+        """Read more into the buffer (compacting first); bytes added (0 at EOF)."""
+        if self._eof:
+            return 0
+        if self._pos == self._end:
+            self._pos = self._end = 0
+        elif self._end == len(self._buf):
+            keep = self._end - self._pos
+            self._buf[0:keep] = self._view[self._pos : self._end]
+            self._pos, self._end = 0, keep
+        target = self._view[self._end :]
+        if self._readinto is not None:
+            n = self._readinto(target)
+        else:
+            data = self._raw.read(len(target))
+            n = len(data)
+            target[:n] = data
+        if not n:
+            self._eof = True
+            return 0
+        self._end += n
+        return n
+
+    def _take(self, n: int, what: str) -> bytes:
+        """Exactly n bytes as a new bytes object (headers, pax data, long names)."""
+        if self._end - self._pos >= n:
+            out = bytes(self._view[self._pos : self._pos + n])
+            self._pos += n
+            self.offset += n
+            return out
+        parts = []
+        need = n
+        while need:
+            if self._pos == self._end and not self._fill():
+                raise TarTruncatedError(f"the archive ends inside {what} (offset {self.offset})", self.offset)
+            k = min(need, self._end - self._pos)
+            parts.append(bytes(self._view[self._pos : self._pos + k]))
+            self._pos += k
+            self.offset += k
+            need -= k
+        return b"".join(parts)
+
+    def _skip(self, n: int, what: str) -> None:
+        while n:
+            if self._pos == self._end and not self._fill():
+                raise TarTruncatedError(f"the archive ends inside {what} (offset {self.offset})", self.offset)
+            k = min(n, self._end - self._pos)
+            self._pos += k
+            self.offset += k
+            n -= k
+
+    # -- data of the current entry -----------------------------------------------
+    def data_chunks(self) -> Iterator[memoryview]:
+        """The current entry's data, as views into the reader's buffer."""
+        entry = self._current
+        while self._left:
+            if self._pos == self._end and not self._fill():
+                raise TarTruncatedError(
+                    f"the archive ends inside the data of {entry.name if entry else '?'!r} "
+                    f"({self._left} of {entry.size if entry else '?'} bytes missing)", self.offset,
+                    entry.name if entry else "")
+            k = min(self._left, self._end - self._pos)
+            chunk = self._view[self._pos : self._pos + k]
+            self._pos += k
+            self.offset += k
+            self._left -= k
+            yield chunk
+
+    def read_data(self) -> bytes:
+        return b"".join(bytes(c) for c in self.data_chunks())
+
+    def _finish_entry(self) -> None:
+        if self._left or self._pad:
+            name = self._current.name if self._current else "?"
+            self._skip(self._left, f"the data of {name!r}")
+            self._left = 0
+            self._skip(self._pad, f"the padding after {name!r}")
+            self._pad = 0
+
+    # -- headers ------------------------------------------------------------------
+    def __iter__(self) -> Iterator[TarEntry]:
+        global_pax: Dict[str, str] = {}
+        while True:
+            self._finish_entry()
+            self._current = None
+            pax: Dict[str, str] = {}
+            longname: Optional[str] = None
+            longlink: Optional[str] = None
+            start = self.offset
+            while True:  # extended headers, then the real one
+                hoff = self.offset
+                if self._end - self._pos < BLOCK:
+                    while self._end - self._pos < BLOCK and self._fill():
+                        pass
+                    if self._pos == self._end:
+                        if hoff == 0:
+                            raise TarFormatError("the input is empty (not a tar archive)", 0)
+                        raise TarTruncatedError(
+                            f"the archive ends at offset {hoff} without its end-of-archive blocks (truncated?)",
+                            hoff)
+                    if self._end - self._pos < BLOCK:
+                        raise TarTruncatedError(f"the archive ends inside the header at offset {hoff}", hoff)
+                hdr = self._view[self._pos : self._pos + BLOCK]
+                if not any(hdr):
+                    if pax or longname is not None or longlink is not None:
+                        raise TarFormatError(f"extended header at offset {start} is followed by the end of the "
+                                             "archive", start)
+                    self._pos += BLOCK
+                    self.offset += BLOCK
+                    return  # end-of-archive (a second zero block and any record padding are ignored)
+                block = bytes(hdr)
+                self._pos += BLOCK
+                self.offset += BLOCK
+                stored = _num(block[148:156], "checksum", hoff)
+                unsigned = sum(block[:148]) + 256 + sum(block[156:])
+                if stored != unsigned:
+                    signed = sum((b if b < 128 else b - 256) for b in block[:148] + b" " * 8 + block[156:])
+                    if stored != signed:
+                        raise TarFormatError(
+                            f"bad header checksum at offset {hoff} (not a tar archive, or damaged)", hoff)
+                typeflag = chr(block[156]) if block[156] else "0"
+                size = _num(block[124:136], "size", hoff)
+                if typeflag in "xgLK":
+                    if size > (64 << 20):
+                        raise TarFormatError(f"extended header at offset {hoff} claims {size} bytes", hoff)
+                    data = self._take(size, f"the extended header at offset {hoff}")
+                    self._skip(-size % BLOCK, f"the extended header at offset {hoff}")
+                    if typeflag == "x":
+                        pax.update(parse_pax(data, hoff))
+                    elif typeflag == "g":
+                        global_pax.update(parse_pax(data, hoff))
+                    elif typeflag == "L":
+                        longname = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                    else:
+                        longlink = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                    continue
+                break
+            name = _str(block[0:100])
+            if block[257:263] == b"ustar\x00" and block[345]:
+                name = _str(block[345:500]) + "/" + name
+            if longname is not None:
+                name = longname
+            linkname = longlink if longlink is not None else _str(block[157:257])
+            if global_pax:
+                merged = dict(global_pax)
+                merged.update(pax)
+                pax = merged
+            if pax:
+                name = pax.get("path", name)
+                linkname = pax.get("linkpath", linkname)
+                if "size" in pax:
+                    try:
+                        size = int(pax["size"])
+                    except ValueError:
+                        raise TarFormatError(f"bad pax size {pax['size']!r} at offset {start}", start) from None
+            mtime = _num(block[136:148], "mtime", start)
+            # As in tarfile and GNU tar: only regular files (and unknown types) carry data;
+            # links, directories, devices and fifos never do, whatever their size field says.
+            has_data = typeflag not in "123456"
+            if not has_data:
+                size = 0
+            entry = TarEntry(name, typeflag, size, linkname, mtime, pax, start)
+            self._current = entry
+            self._left = size
+            self._pad = -size % BLOCK
+            yield entry
