@@ -1088,6 +1088,12 @@ class _Extractor:
                     log.warning("skipping %s: reparse tag %#x has no host equivalent", ip, st.reparse_tag)
                     s.skipped.append(ip)
                     return
+                if st.is_directory:
+                    hidden = self.img.listdir(ip)
+                    if hidden:
+                        log.warning("%s: a directory reparse point holding %d entries; they are not extracted "
+                                    "(the host symlink replaces the directory)", ip, len(hidden))
+                        s.skipped.extend(ip + "\\" + n for n in hidden)
                 self._clear(name, fd)
                 os.symlink(_host_link_target(rp), name, dir_fd=fd)
                 _utime(name, fd, times)
