@@ -7,7 +7,7 @@ from typing import BinaryIO, Optional, Union
 
 from . import _core
 from ._types import FileAttributes, FileInfo
-from .errors import CimError, path_error
+from .errors import path_error
 
 __all__ = ["Writer", "create", "BACKENDS"]
 
@@ -227,24 +227,14 @@ class Writer:
         self._core.close()
 
 
-def create(
-    directory: Union[str, "os.PathLike[str]"],
-    name: str,
-    *,
-    parent: Optional[str] = None,
-    region_set: Optional[str] = None,
-    format_version: int = 3,
-    durable: bool = False,
-    backend: str = "auto",
-    create_flags: int = 0,
-) -> Writer:
+def create(directory: Union[str, "os.PathLike[str]"], name: str, **options) -> Writer:
     """Start writing the image ``directory/name``; use the result in a ``with`` block.
 
-    ``parent`` names an image in the same directory to fork: the new image
-    starts as the parent's tree, refers to the parent's regions for everything
-    it does not change, and never modifies the parent's files (``parent ==
-    name`` forks in place, replacing the header). ``region_set`` fixes the
-    region-set GUID (for reproducible output);
+    The options are :class:`Writer`'s: ``parent`` names an image in the same
+    directory to fork: the new image starts as the parent's tree, refers to the
+    parent's regions for everything it does not change, and never modifies the
+    parent's files (``parent == name`` forks in place, replacing the header).
+    ``region_set`` fixes the region-set GUID (for reproducible output);
     ``format_version`` is 3 (default) or 2; ``durable=True`` fsyncs every file
     and the directory at commit.
 
@@ -254,9 +244,4 @@ def create(
     portable unless ``CIMFS_BACKEND=native``; portable whenever a
     portable-only option such as ``region_set`` is given).
     """
-    return Writer(directory, name, parent=parent, region_set=region_set,
-                  format_version=format_version, durable=durable, backend=backend,
-                  create_flags=create_flags)
-
-
-_ = CimError  # re-exported through cimfs
+    return Writer(directory, name, **options)

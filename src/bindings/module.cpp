@@ -74,6 +74,21 @@ namespace py = pybind11;
 using namespace cimfs;
 using namespace cimfs::bindings;
 
+namespace {
+// Run `f` (returning host paths) without the GIL; hand back a list of str.
+template <class F>
+py::list host_paths(F&& f) {
+    std::vector<std::string> v;
+    {
+        py::gil_scoped_release nogil;
+        v = f();
+    }
+    py::list out;
+    for (auto& p : v) out.append(host_str(p));
+    return out;
+}
+}  // namespace
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "cimfs C++ core (format engine); use the cimfs package instead";
     m.attr("__version__") = CIMFS_VERSION;
@@ -95,14 +110,7 @@ PYBIND11_MODULE(_core, m) {
           "The NULL-DACL descriptor written when a file has none (as hcsshim does).");
     m.def("region_files", [](py::handle path, bool own_only) {
         std::string p = host_path(path);
-        std::vector<std::string> files;
-        {
-            py::gil_scoped_release nogil;
-            files = image_region_files(p, own_only);
-        }
-        py::list out;
-        for (auto& f : files) out.append(host_str(f));
-        return out;
+        return host_paths([&] { return image_region_files(p, own_only); });
     }, py::arg("path"), py::arg("own_only") = false);
     m.def("usage", [](py::handle path, bool whole_chain) {
         std::string p = host_path(path);
@@ -111,25 +119,11 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("path"), py::arg("whole_chain") = false);
     m.def("child_images", [](py::handle path) {
         std::string p = host_path(path);
-        std::vector<std::string> v;
-        {
-            py::gil_scoped_release nogil;
-            v = image_children(p);
-        }
-        py::list out;
-        for (auto& f : v) out.append(host_str(f));
-        return out;
+        return host_paths([&] { return image_children(p); });
     }, py::arg("path"));
     m.def("collect_garbage", [](py::handle dir) {
         std::string d = host_path(dir);
-        std::vector<std::string> v;
-        {
-            py::gil_scoped_release nogil;
-            v = collect_garbage(d);
-        }
-        py::list out;
-        for (auto& f : v) out.append(host_str(f));
-        return out;
+        return host_paths([&] { return collect_garbage(d); });
     }, py::arg("directory"));
     m.def("destroy", [](py::handle path, bool force) {
         std::string p = host_path(path);
