@@ -167,19 +167,43 @@ void ObjectStore::begin_data(std::uint64_t length) {
     cur_offset_ = cur_->align();
     cur_length_ = length;
     cur_written_ = 0;
-    cur_inline_ = cur_->type() == RegionType::small_data || known_lengths_.count(length) ||
-                  pending_by_length_.count(length);
-    if (cur_inline_) cur_hash_.reset();
+    cur_prefix_.clear();
+    // Small data is always hashed as it arrives. Large data is hashed as it
+    // arrives only when it may be a duplicate: an object of the same length is
+    // in a parent (known only by digest), or one written here has the same
+    // first bytes (decided once the prefix is in, see append_data).
+    if (cur_->type() == RegionType::small_data || known_lengths_.count(length))
+        cur_mode_ = HashMode::as_written;
+    else if (pending_by_length_.count(length))
+        cur_mode_ = HashMode::undecided;
+    else
+        cur_mode_ = HashMode::background;
+    if (cur_mode_ == HashMode::as_written) cur_hash_.reset();
+}
+
+std::uint64_t ObjectStore::prefix_fingerprint() const {
+    return std::hash<std::string>{}(cur_prefix_);
 }
 
 void ObjectStore::append_data(const void* data, std::size_t n) {
-    if (cur_inline_) {
-        if (cur_written_ < sizeof cur_head_) {
-            std::size_t c = std::min<std::size_t>(n, sizeof cur_head_ - static_cast<std::size_t>(cur_written_));
-            std::memcpy(cur_head_ + cur_written_, data, c);
+    const unsigned char* p = static_cast<const unsigned char*>(data);
+    std::size_t prefix_len = static_cast<std::size_t>(std::min<std::uint64_t>(cur_length_, kPrefixBytes));
+    if (cur_prefix_.size() < prefix_len) {
+        std::size_t c = std::min(n, prefix_len - cur_prefix_.size());
+        cur_prefix_.append(reinterpret_cast<const char*>(p), c);
+        if (cur_mode_ == HashMode::undecided && cur_prefix_.size() == prefix_len) {
+            std::uint64_t fp = prefix_fingerprint();
+            cur_mode_ = HashMode::background;
+            for (std::size_t i : pending_by_length_[cur_length_])
+                if (pending_[i].prefix == fp) cur_mode_ = HashMode::as_written;
+            if (cur_mode_ == HashMode::as_written) {
+                // Everything written so far is the prefix: hash it, then the rest.
+                cur_hash_.reset();
+                cur_hash_.update(cur_prefix_.data(), cur_prefix_.size() - c);
+            }
         }
-        cur_hash_.update(data, n);
     }
+    if (cur_mode_ == HashMode::as_written) cur_hash_.update(p, n);
     cur_->append(data, n);
     cur_written_ += n;
     data_bytes_ += n;
@@ -197,16 +221,19 @@ DataRef ObjectStore::end_data() {
     RegionFile& r = *cur_;
     cur_ = nullptr;
     DataRef ref;
+    auto take_back = [&] {  // the copy just written is the region's tail
+        r.truncate_to(cur_offset_);
+        data_bytes_ -= cur_length_;
+    };
     if (r.type() == RegionType::small_data) {
         ObjectId id;
         id.length = cur_length_;
         if (cur_length_ <= id.digest.size())
-            std::memcpy(id.digest.data(), cur_head_, static_cast<std::size_t>(cur_length_));
+            std::memcpy(id.digest.data(), cur_prefix_.data(), static_cast<std::size_t>(cur_length_));
         else
             id.digest = cur_hash_.finish();
         if (std::uint64_t ro = lookup(id, kMetadataAlignment)) {
-            r.truncate_to(cur_offset_);  // the copy was the region's tail: take it back
-            data_bytes_ -= cur_length_;
+            take_back();
             ref.region_offset = ro;
         } else {
             record(r, id, cur_offset_);
@@ -214,15 +241,19 @@ DataRef ObjectStore::end_data() {
         }
         return ref;
     }
-    if (cur_inline_) {
-        // A length seen before: compare with what is stored and pending now,
-        // while this copy is still the region's tail.
-        ObjectId id;
-        id.length = cur_length_;
-        id.digest = cur_hash_.finish();
-        if (std::uint64_t ro = lookup(id, kPageAlignment)) {
-            r.truncate_to(cur_offset_);
-            data_bytes_ -= cur_length_;
+    Pending p;
+    p.region = &r;
+    p.offset = cur_offset_;
+    p.length = cur_length_;
+    p.prefix = prefix_fingerprint();
+    if (cur_mode_ == HashMode::as_written) {
+        // Possibly a duplicate: compare with what is stored, and with the pending
+        // objects of this length and prefix once their hashes are in.
+        p.id.length = cur_length_;
+        p.id.digest = cur_hash_.finish();
+        p.hashed = true;
+        if (std::uint64_t ro = lookup(p.id, kPageAlignment)) {
+            take_back();
             ref.region_offset = ro;
             return ref;
         }
@@ -231,51 +262,38 @@ DataRef ObjectStore::end_data() {
             std::unique_lock<std::mutex> lock(mu_);
             done_cv_.wait(lock, [&] {
                 for (std::size_t i : same->second)
-                    if (!pending_[i].hashed) return false;
+                    if (pending_[i].prefix == p.prefix && !pending_[i].hashed) return false;
                 return true;
             });
             for (std::size_t i : same->second) {
-                if (pending_[i].id == id) {
+                if (pending_[i].hashed && pending_[i].id == p.id) {
                     lock.unlock();
-                    r.truncate_to(cur_offset_);
-                    data_bytes_ -= cur_length_;
+                    take_back();
                     ref.pending = static_cast<std::int64_t>(i);
                     return ref;
                 }
             }
         }
-        r.flush();
-        std::lock_guard<std::mutex> lock(mu_);
-        Pending p;
-        p.region = &r;
-        p.offset = cur_offset_;
-        p.length = cur_length_;
-        p.id = id;
-        p.hashed = true;
-        pending_.push_back(p);
-        pending_by_length_[cur_length_].push_back(pending_.size() - 1);
-        ref.pending = static_cast<std::int64_t>(pending_.size() - 1);
-        return ref;
     }
-    // Large data of a new length: hash it in the background from the file (page
-    // cache) while the caller goes on writing; deduplicate at commit.
+    // New data: stays where it was written. Unhashed data is hashed in the
+    // background from the file (page cache) while the caller writes on; all of
+    // it is deduplicated against earlier objects at commit, in write order.
     r.flush();
-    start_workers();
     std::lock_guard<std::mutex> lock(mu_);
-    Pending p;
-    p.region = &r;
-    p.offset = cur_offset_;
-    p.length = cur_length_;
     pending_.push_back(p);
-    pending_by_length_[cur_length_].push_back(pending_.size() - 1);
-    ref.pending = static_cast<std::int64_t>(pending_.size() - 1);
-    queue_.push_back(pending_.size() - 1);
-    ++outstanding_;
-    cv_.notify_one();
+    std::size_t idx = pending_.size() - 1;
+    pending_by_length_[cur_length_].push_back(idx);
+    ref.pending = static_cast<std::int64_t>(idx);
+    if (!p.hashed) {
+        start_workers_locked();
+        queue_.push_back(idx);
+        ++outstanding_;
+        cv_.notify_one();
+    }
     return ref;
 }
 
-void ObjectStore::start_workers() {
+void ObjectStore::start_workers_locked() {
     if (!workers_.empty()) return;
     unsigned n = std::max(1u, std::min(8u, platform::hardware_threads()));
     for (unsigned i = 0; i < n; ++i) workers_.emplace_back([this] { hash_worker(); });

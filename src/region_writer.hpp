@@ -112,13 +112,15 @@ private:
     std::uint64_t lookup(const ObjectId& id, std::uint32_t alignment) const;
     void record(RegionFile& r, const ObjectId& id, std::uint64_t offset);
     void hash_worker();
-    void start_workers();
+    void start_workers_locked();
+    std::uint64_t prefix_fingerprint() const;
 
     struct Pending {
         RegionFile* region;
         std::uint64_t offset;
         std::uint64_t length;
         ObjectId id;
+        std::uint64_t prefix = 0;  // fingerprint of the first kPrefixBytes
         bool hashed = false;
         std::uint64_t final_offset = 0;  // RegionOffset once resolved
     };
@@ -130,19 +132,22 @@ private:
     std::string image_;
     std::vector<std::unique_ptr<RegionFile>> regions_;
     std::unordered_map<ObjectId, std::uint64_t, ObjectIdHash> known_;
-    // Lengths of large objects already stored or pending: a new large object of
-    // a length seen before may be a duplicate, so it is hashed while it is
-    // written and, if it is one, taken back at once from the region's tail.
+    // A large object that may be a duplicate (its length is a parent object's,
+    // or its length and first bytes are those of an object written here) is
+    // hashed while it is written and, if it is one, taken back at once from the
+    // region's tail: duplicates never leave holes to compact at commit.
+    static constexpr std::size_t kPrefixBytes = 4096;
+    enum class HashMode { as_written, undecided, background };
     std::unordered_map<std::uint64_t, std::vector<std::size_t>> pending_by_length_;
     std::unordered_set<std::uint64_t> known_lengths_;
-    bool cur_inline_ = false;
+    HashMode cur_mode_ = HashMode::background;
+    std::string cur_prefix_;
     std::vector<std::string> objectid_temp_, objectid_final_, published_;
 
     // the data object being streamed
     RegionFile* cur_ = nullptr;
     std::uint64_t cur_offset_ = 0, cur_length_ = 0, cur_written_ = 0;
     Sha512 cur_hash_;
-    unsigned char cur_head_[24] = {};
 
     // deferred hashing of large objects
     std::deque<Pending> pending_;
