@@ -565,6 +565,11 @@ void PortableWriter::add_alternate_stream(const std::u16string& path, std::uint6
     auto comps = components(op, file);
     Node* node = find(comps, comps.size(), op, file, true);
     std::u16string key = upcase(stream, upcase_);
+    auto existing = node->streams.find(key);
+    if (existing != node->streams.end() && existing->second.name != stream)
+        throw_path_error(Errc::exists, op, image_path_, to_utf8(path),
+                         "differs only in case from the existing stream '" + to_utf8(existing->second.name) +
+                             "' (names are case-insensitive)", EEXIST);
     NamedStream ns;
     ns.name = stream;
     ns.length = size;
