@@ -236,7 +236,7 @@ class TarReader:
                 self._pos += BLOCK
                 self.offset += BLOCK
                 stored = _num(block[148:156], "checksum", hoff)
-                unsigned = sum(block[:148]) + 256 + sum(block[156:])
+                unsigned = sum(block) - sum(block[148:156]) + 256
                 if stored != unsigned:
                     signed = sum((b if b < 128 else b - 256) for b in block[:148] + b" " * 8 + block[156:])
                     if stored != signed:

@@ -163,6 +163,10 @@ def decode_reparse_point(buf: bytes) -> Optional[ReparsePoint]:
 def filetime_from_pax(text: str) -> int:
     """FILETIME of a PAX time record (decimal seconds since 1970, optional
     fraction, optional sign), exact to 100 ns (extra digits are truncated)."""
+    # Fast path: the common "<digits>.<digits>" / "<digits>" forms.
+    whole, dot, frac = text.partition(".")
+    if whole.isdigit() and (not dot or frac.isdigit()):
+        return int(whole) * 10_000_000 + int((frac + "0000000")[:7]) + UNIX_EPOCH_FILETIME
     s = text.strip()
     neg = s.startswith("-")
     if s[:1] in "+-":
