@@ -95,6 +95,7 @@ private:
     StreamHandle checked_handle(std::uint32_t id, const Stream& s) const;
     std::size_t read_pe(const Stream& s, std::uint64_t offset, unsigned char* out, std::size_t n) const;
     std::uint32_t count_links_v2(std::uint32_t id) const;
+    std::uint32_t next_id(std::uint32_t id) const;
     void verify_object_ids(std::vector<std::string>& problems) const;
 
     struct Table {
@@ -159,6 +160,14 @@ ImageImpl::ImageImpl(const std::string& path) : path_(path), dir_(platform::dirn
             files = std::uint64_t(t) * kFilesPerTable + count;
         }
         file_count_ = static_cast<std::uint32_t>(std::min<std::uint64_t>(files, 0xFFFFFFFFu));
+        // Tables may not share bytes: aliased tables would multiply the records
+        // (1024 per 16-byte directory entry) and every loop over them.
+        std::vector<std::pair<std::uintptr_t, std::uint64_t>> spans;
+        for (const auto& t : tables_)
+            if (t.count) spans.push_back({reinterpret_cast<std::uintptr_t>(t.ptr), std::uint64_t(t.count) * t.entry_size});
+        std::sort(spans.begin(), spans.end());
+        for (std::size_t i = 1; i < spans.size(); ++i)
+            if (spans[i].first < spans[i - 1].first + spans[i - 1].second) corrupt("file tables overlap");
         if (root_ == 0 || root_ > file_count_) corrupt("root file id " + std::to_string(root_) + " does not exist");
         FileRecord r = raw_record(root_);
         if (r.default_stream.type != StreamType::link_table) corrupt("the root is not a directory");
@@ -291,10 +300,22 @@ FileStat ImageImpl::stat(std::uint32_t id) const {
     });
 }
 
+// The next existing file id after `id` (0: none). Tables shorter than 1024 records
+// leave gaps in the ids; loops skip them here instead of walking them id by id.
+std::uint32_t ImageImpl::next_id(std::uint32_t id) const {
+    std::uint64_t n = std::uint64_t(id) + 1;
+    while (n <= file_count_) {
+        std::uint64_t t = (n - 1) / kFilesPerTable, k = (n - 1) % kFilesPerTable;
+        if (k < tables_[t].count) return static_cast<std::uint32_t>(n);
+        n = (t + 1) * kFilesPerTable + 1;
+    }
+    return 0;
+}
+
 std::uint32_t ImageImpl::count_links_v2(std::uint32_t id) const {
     // Format 2 has no per-file links table: count directory entries once, lazily.
     std::call_once(v2_links_once_, [&] {
-        for (std::uint32_t d = 1; d <= file_count_; ++d) {
+        for (std::uint32_t d = next_id(0); d; d = next_id(d)) {
             try {
                 FileRecord r = raw_record(d);
                 if (r.default_stream.type != StreamType::link_table) continue;
@@ -523,8 +544,13 @@ std::vector<std::string> ImageImpl::verify() const {
             problems.push_back(where + ": " + e.reason);
         }
     };
-    // Every record: its objects in bounds.
-    for (std::uint32_t id = 1; id <= file_count_; ++id) {
+    // Every record: its objects in bounds. (A short table before the last leaves ids
+    // that do not exist: one problem per table, not one per missing id.)
+    for (std::size_t t = 0; t + 1 < tables_.size(); ++t)
+        if (tables_[t].count < kFilesPerTable)
+            problems.push_back("file table " + std::to_string(t) + " holds " + std::to_string(tables_[t].count) +
+                               " records but is not the last");
+    for (std::uint32_t id = next_id(0); id; id = next_id(id)) {
         std::string where = "file " + std::to_string(id);
         check(where, [&] {
             FileRecord r = raw_record(id);
