@@ -1,4 +1,5 @@
-// The native backend off Windows: nothing is available. Every operation throws
+// The native backend off Windows (and in 32-bit Windows builds, see
+// CMakeLists.txt): nothing is available. Every operation throws
 // Error(Errc::unsupported) naming what it would need.
 #include <cerrno>
 
@@ -28,7 +29,11 @@ const char* const kNeedsVerified = "needs Windows with cimfs.dll, build 27800 or
 
 Capabilities capabilities() {
     Capabilities c;
+#if defined(_WIN32)
+    c.reason = "32-bit build: the native backend (cimfs.dll) is built for 64-bit Windows only";
+#else
     c.reason = "not Windows";
+#endif
     return c;
 }
 

@@ -1,15 +1,25 @@
 // The native backend on Windows: images written and mounted by cimfs.dll.
 //
-// Linking. Nothing here links against cimfs.lib. Both DLLs are loaded on first
-// use with LoadLibraryExW(..., LOAD_LIBRARY_SEARCH_SYSTEM32) and their functions
-// are found with GetProcAddress into the tables of cimfs_api.h. One mechanism
-// for MSVC and mingw-w64 (whose ld cannot delay-load), and the only way to do
-// what hcsshim does: when cimwriter.dll is present, the writing functions come
-// from it instead of cimfs.dll, chosen at run time. The writing functions are
-// taken from one DLL as a set, because image and stream handles made by one DLL
-// mean nothing to the other. Mounting always goes through cimfs.dll. A missing
-// DLL or export becomes Error(Errc::unsupported) at the call, never a load-time
-// failure of the Python module.
+// Linking. cimfs.dll is linked through an import library made from cimfs.def
+// and is delay-loaded (MSVC: /DELAYLOAD:cimfs.dll + delayimp.lib; mingw-w64: a
+// delay-import library from `dlltool -y` + __delayLoadHelper2 from libmingwex; see
+// CMakeLists.txt), so the module loads on Windows versions without cimfs.dll and
+// cimfs.dll is only mapped when first needed. The functions are called through
+// their imports (declared in cimfs_api.h), but never blindly: a delay-loaded
+// call into a missing DLL or export raises an SEH exception. So the first use
+// probes once (cached) with LoadLibraryExW(L"cimfs.dll", LOAD_LIBRARY_SEARCH_SYSTEM32)
+// and checks each export with GetProcAddress on that handle; a missing DLL or
+// export becomes Error(Errc::unsupported) before any call, never a load-time
+// failure of the Python module. The probe also pins System32's cimfs.dll: the
+// delay-load helper loads "cimfs.dll" by name, which resolves to the module that
+// is already loaded.
+//
+// cimwriter.dll is optional by nature and stays resolved at run time
+// (LoadLibraryExW from System32 + GetProcAddress). As hcsshim does, when it is
+// present the writing functions come from it instead of cimfs.dll. They are taken
+// from one DLL as a set (api::WriterTable), because image and stream handles made
+// by one DLL mean nothing to the other; for cimfs.dll the table holds the imports.
+// Mounting always goes through cimfs.dll.
 //
 // Version policy (capabilities()) follows hcsshim's pkg/cimfs: CimFS is trusted
 // from Windows Server 2022 (build 20348) revision 2031 on and on builds >= 26100;
@@ -38,6 +48,9 @@
 #endif
 #include <windows.h>
 
+// The cimfs.dll functions with this project's declarations (not the SDK's).
+#define CIMFS_API_NO_SDK_HEADER 1
+#define CIMFS_API_IMPORTS 1
 #include "cimfs_api.h"
 #include "../win32_util.hpp"
 
@@ -46,13 +59,23 @@ namespace cimfs::native {
 namespace {
 
 // ---- loading ------------------------------------------------------------------------
+// Which mount functions this system's cimfs.dll exports (they are called through
+// the imports, only when true).
+struct MountExports {
+    bool CimMountImage = false;
+    bool CimMergeMountImage = false;
+    bool CimMountVerifiedImage = false;
+    bool CimMergeMountVerifiedImage = false;
+    bool CimDismountImage = false;
+};
+
 struct Dlls {
-    HMODULE cimfs = nullptr;
+    HMODULE cimfs = nullptr;  // the probe: System32's cimfs.dll, kept loaded
     DWORD cimfs_error = 0;
     HMODULE cimwriter = nullptr;
     DWORD cimwriter_error = 0;
     api::WriterTable writer;  // the set used for writing (cimwriter.dll if it is usable)
-    api::MountTable mount;    // always cimfs.dll
+    MountExports mount;       // always cimfs.dll
     // Path-based verified-CIM functions: cimwriter.dll's when it has them.
     api::CimSealImage_t seal = nullptr;
     api::CimGetVerificationInformation_t verification = nullptr;
@@ -63,11 +86,14 @@ void resolve(HMODULE m, const char* name, F& out) {
     out = m ? reinterpret_cast<F>(reinterpret_cast<void*>(::GetProcAddress(m, name))) : nullptr;
 }
 
-api::WriterTable writer_table(HMODULE m, const char* dll) {
+bool exports(HMODULE m, const char* name) { return m && ::GetProcAddress(m, name) != nullptr; }
+
+// cimwriter.dll: everything by GetProcAddress.
+api::WriterTable cimwriter_table(HMODULE m) {
     api::WriterTable t;
     if (!m) return t;
     t.module = m;
-    t.dll = dll;
+    t.dll = "cimwriter.dll";
     resolve(m, "CimCreateImage", t.CimCreateImage);
     resolve(m, "CimCreateImage2", t.CimCreateImage2);
     resolve(m, "CimCloseImage", t.CimCloseImage);
@@ -87,6 +113,33 @@ api::WriterTable writer_table(HMODULE m, const char* dll) {
     return t;
 }
 
+// cimfs.dll: the delay-loaded imports, each only where the loaded DLL exports it.
+api::WriterTable cimfs_table(HMODULE m) {
+    api::WriterTable t;
+    if (!m) return t;
+    t.module = m;
+    t.dll = "cimfs.dll";
+#define CIMFS_IMPORTED(f) t.f = exports(m, #f) ? &::f : nullptr
+    CIMFS_IMPORTED(CimCreateImage);
+    CIMFS_IMPORTED(CimCreateImage2);
+    CIMFS_IMPORTED(CimCloseImage);
+    CIMFS_IMPORTED(CimCommitImage);
+    CIMFS_IMPORTED(CimCreateFile);
+    CIMFS_IMPORTED(CimCloseStream);
+    CIMFS_IMPORTED(CimWriteStream);
+    CIMFS_IMPORTED(CimDeletePath);
+    CIMFS_IMPORTED(CimCreateHardLink);
+    CIMFS_IMPORTED(CimCreateAlternateStream);
+    CIMFS_IMPORTED(CimAddFsToMergedImage);
+    CIMFS_IMPORTED(CimAddFsToMergedImage2);
+    CIMFS_IMPORTED(CimTombstoneFile);
+    CIMFS_IMPORTED(CimCreateMergeLink);
+    CIMFS_IMPORTED(CimSealImage);
+    CIMFS_IMPORTED(CimGetVerificationInformation);
+#undef CIMFS_IMPORTED
+    return t;
+}
+
 Dlls load_dlls() {
     Dlls d;
     d.cimfs = ::LoadLibraryExW(L"cimfs.dll", nullptr, LOAD_LIBRARY_SEARCH_SYSTEM32);
@@ -94,19 +147,19 @@ Dlls load_dlls() {
     d.cimwriter = ::LoadLibraryExW(L"cimwriter.dll", nullptr, LOAD_LIBRARY_SEARCH_SYSTEM32);
     if (!d.cimwriter) d.cimwriter_error = ::GetLastError();
 
-    api::WriterTable from_writer = writer_table(d.cimwriter, "cimwriter.dll");
-    api::WriterTable from_cimfs = writer_table(d.cimfs, "cimfs.dll");
+    api::WriterTable from_writer = cimwriter_table(d.cimwriter);
+    api::WriterTable from_cimfs = cimfs_table(d.cimfs);
     d.writer = from_writer.usable() ? from_writer : from_cimfs;
     d.seal = from_writer.CimSealImage ? from_writer.CimSealImage : from_cimfs.CimSealImage;
     d.verification = from_writer.CimGetVerificationInformation
                          ? from_writer.CimGetVerificationInformation
                          : from_cimfs.CimGetVerificationInformation;
 
-    resolve(d.cimfs, "CimMountImage", d.mount.CimMountImage);
-    resolve(d.cimfs, "CimMergeMountImage", d.mount.CimMergeMountImage);
-    resolve(d.cimfs, "CimMountVerifiedImage", d.mount.CimMountVerifiedImage);
-    resolve(d.cimfs, "CimMergeMountVerifiedImage", d.mount.CimMergeMountVerifiedImage);
-    resolve(d.cimfs, "CimDismountImage", d.mount.CimDismountImage);
+    d.mount.CimMountImage = exports(d.cimfs, "CimMountImage");
+    d.mount.CimMergeMountImage = exports(d.cimfs, "CimMergeMountImage");
+    d.mount.CimMountVerifiedImage = exports(d.cimfs, "CimMountVerifiedImage");
+    d.mount.CimMergeMountVerifiedImage = exports(d.cimfs, "CimMergeMountVerifiedImage");
+    d.mount.CimDismountImage = exports(d.cimfs, "CimDismountImage");
     return d;  // the modules stay loaded for the life of the process
 }
 
@@ -727,7 +780,7 @@ std::string mount(const std::string& image_path, std::uint32_t flags, std::optio
     return do_mount(op, image_path, volume,
                     [](const GUID* g, void* p) {
                         auto* c = static_cast<Ctx*>(p);
-                        return dlls().mount.CimMountImage(c->dir.c_str(), c->name.c_str(), c->flags, g);
+                        return ::CimMountImage(c->dir.c_str(), c->name.c_str(), c->flags, g);
                     },
                     &ctx);
 }
@@ -747,8 +800,8 @@ std::string merge_mount(const BlockImage& merged, const std::vector<BlockImage>&
     return do_mount(op, merged.path(), volume,
                     [](const GUID* g, void* p) {
                         auto* c = static_cast<Ctx*>(p);
-                        return dlls().mount.CimMergeMountImage(static_cast<UINT32>(c->paths.paths.size()),
-                                                               c->paths.paths.data(), c->flags, g);
+                        return ::CimMergeMountImage(static_cast<UINT32>(c->paths.paths.size()), c->paths.paths.data(),
+                                                    c->flags, g);
                     },
                     &ctx);
 }
@@ -774,7 +827,7 @@ std::string mount_verified(const BlockImage& image, const Bytes& root_hash, std:
     return do_mount(op, image.path(), volume,
                     [](const GUID* g, void* p) {
                         auto* c = static_cast<Ctx*>(p);
-                        return dlls().mount.CimMountVerifiedImage(
+                        return ::CimMountVerifiedImage(
                             c->dir.c_str(), c->name.c_str(), c->flags, g, static_cast<UINT16>(c->hash->size()),
                             reinterpret_cast<const BYTE*>(c->hash->data()));
                     },
@@ -800,7 +853,7 @@ std::string merge_mount_verified(const BlockImage& merged, const std::vector<Blo
     return do_mount(op, merged.path(), volume,
                     [](const GUID* g, void* p) {
                         auto* c = static_cast<Ctx*>(p);
-                        return dlls().mount.CimMergeMountVerifiedImage(
+                        return ::CimMergeMountVerifiedImage(
                             static_cast<UINT32>(c->paths.paths.size()), c->paths.paths.data(), c->flags, g,
                             static_cast<UINT16>(c->hash->size()), reinterpret_cast<const BYTE*>(c->hash->data()));
                     },
@@ -819,7 +872,7 @@ void dismount(const format::Guid& volume) {
     if (!dlls().mount.CimDismountImage)
         no_export(ErrorSubject::mount, op, "", "CimDismountImage", "cimfs.dll", kNeedsCimfs);
     GUID g = to_win_guid(volume);
-    HRESULT hr = dlls().mount.CimDismountImage(&g);
+    HRESULT hr = ::CimDismountImage(&g);
     if (FAILED(hr)) hr_error(hr, ErrorSubject::mount, op, "", vpath);
 }
 
