@@ -6,8 +6,12 @@
 #   1. plain Wine: cimfs.dll is absent, so the native backend must fail with a
 #      clean "not available" error;
 #   2. with tools/mock_cimfs_dll.cpp installed as System32\cimfs.dll in the
-#      throwaway prefix: the native backend's dispatch table, structures, HRESULT
-#      mapping and mount plumbing are exercised end to end.
+#      throwaway prefix: the native backend's calls through the delay-loaded
+#      cimfs.dll imports, structures, HRESULT mapping and mount plumbing are
+#      exercised end to end.
+# Before that, the exe's imports are checked: cimfs.dll must be a delay-load
+# import (with exactly the functions of src/native/cimfs.def), never an ordinary
+# one, so that the program starts where cimfs.dll does not exist (run 1).
 #
 # Usage (from anywhere in a checkout; needs root or sudo for apt-get):
 #   .ci/cross-windows.sh
@@ -34,7 +38,7 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
     $sudo apt-get install -y -q --no-install-recommends \
         cmake make \
         g++-mingw-w64-x86-64-posix mingw-w64-tools binutils-mingw-w64-x86-64 \
-        wine wine64
+        wine wine64 python3
 fi
 
 # ---- configure and build -----------------------------------------------------------------
@@ -49,15 +53,50 @@ cmake --build "$build" --target cimfs_selftest mock_cimfs -j"$(nproc 2>/dev/null
 
 exe="$build/cimfs_selftest.exe"
 test -f "$exe"
-if command -v x86_64-w64-mingw32-objdump >/dev/null; then
-    # Only system DLLs may be imported: libgcc, libstdc++ and winpthread are static.
-    imports=$(x86_64-w64-mingw32-objdump -p "$exe" | sed -n 's/^[[:space:]]*DLL Name: //p' | tr 'A-Z' 'a-z' | sort -u)
-    echo "imports: $(echo $imports)"
-    if echo "$imports" | grep -E '^(libgcc|libstdc|libwinpthread)' >/dev/null; then
-        echo "error: $exe needs mingw runtime DLLs" >&2
-        exit 1
-    fi
+objdump=x86_64-w64-mingw32-objdump
+if ! command -v "$objdump" >/dev/null; then
+    echo "error: $objdump not found (binutils-mingw-w64-x86-64)" >&2
+    exit 1
 fi
+log "checking the imports of $(basename "$exe")"
+private_headers=$("$objdump" -p "$exe")
+# Only system DLLs may be imported: libgcc, libstdc++ and winpthread are static.
+imports=$(echo "$private_headers" | sed -n 's/^[[:space:]]*DLL Name: //p' | tr 'A-Z' 'a-z' | sort -u)
+echo "imports: $(echo $imports)"
+if echo "$imports" | grep -E '^(libgcc|libstdc|libwinpthread)' >/dev/null; then
+    echo "error: $exe needs mingw runtime DLLs" >&2
+    exit 1
+fi
+# cimfs.dll must be delay-loaded: an ordinary import would stop the program (and
+# the Python module) from loading where cimfs.dll is missing. cimwriter.dll is
+# resolved at run time and must not be imported at all.
+if echo "$imports" | grep -x -E 'cimfs\.dll|cimwriter\.dll' >/dev/null; then
+    echo "error: $exe imports cimfs.dll or cimwriter.dll in its ordinary import table" >&2
+    exit 1
+fi
+# objdump 2.40 does not list delay imports, and GNU ld leaves the delay-import
+# directory empty (shown here for the record); tools/pe_delay_imports.py reads
+# the descriptors that dlltool's delay-import library put in the image.
+echo "$private_headers" | grep -i 'Delay Import Directory' || true
+python=$(command -v python3 || command -v python || true)
+if [ -z "$python" ]; then
+    echo "error: python3 not found (needed by tools/pe_delay_imports.py)" >&2
+    exit 1
+fi
+delay_imports=$("$python" "$root/tools/pe_delay_imports.py" "$exe")
+echo "$delay_imports"
+expected=$(sed -e 's/;.*//' "$root/src/native/cimfs.def" | awk 'f && NF {print $1} /^[[:space:]]*EXPORTS/ {f=1}' | sort)
+actual=$(echo "$delay_imports" | sed -n 's/^cimfs\.dll: //p' | tr ' ' '\n' | sed '/^$/d' | sort)
+if [ -z "$actual" ]; then
+    echo "error: cimfs.dll is not a delay-load import of $exe" >&2
+    exit 1
+fi
+if [ "$expected" != "$actual" ]; then
+    echo "error: the delay-loaded cimfs.dll functions differ from src/native/cimfs.def:" >&2
+    diff <(echo "$expected") <(echo "$actual") >&2 || true
+    exit 1
+fi
+echo "cimfs.dll: delay-loaded, $(echo "$actual" | wc -l) functions, as in cimfs.def"
 
 # ---- run under Wine -------------------------------------------------------------------------
 wine_bin=""
