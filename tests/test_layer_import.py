@@ -397,3 +397,18 @@ def test_existing_image_is_not_replaced_without_overwrite(tmp_path):
     layer.import_tar(src, tmp_path / "x.cim", overwrite=True)
     assert cimfs.open(tmp_path / "x.cim").verify() == []
     assert len(os.listdir(tmp_path)) == len(before)  # the old region files went with the old image
+
+
+def test_pax_values_with_newlines_and_utf8(tmp_path):
+    from cimfs._tarstream import parse_pax
+
+    assert parse_pax(b"10 ab=c\nd\n11 key=val\n", 0) == {"ab": "c\nd", "key": "val"}
+    assert parse_pax(b"11 key=val\n8 x=yzw\n", 0) == {"key": "val", "x": "yzw"}
+    # through a real tar: a long UTF-8 name and an EA value holding newlines
+    name = "Files/" + "ü" * 120 + "/Ünïcode ファイル.txt"
+    b = TarBuilder().add(name, b"u", **{"MSWINDOWS.xattr.NL": base64.b64encode(b"a\nb\n").decode()}).bytes()
+    layer.import_tar(write(tmp_path, b), tmp_path / "u.cim")
+    with cimfs.open(tmp_path / "u.cim") as img:
+        p = name.replace("/", "\\")
+        assert img.read_bytes(p) == b"u"
+        assert layer.decode_eas(img.extended_attributes(p))[0][:2] == ("NL", b"a\nb\n")

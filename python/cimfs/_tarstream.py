@@ -75,6 +75,29 @@ def _str(field: bytes) -> str:
 
 def parse_pax(data: bytes, offset: int) -> Dict[str, str]:
     """Records ``"<len> <key>=<value>\\n"`` of a pax extended header."""
+    # Fast path: no value holds a newline, so splitting on newlines finds the records;
+    # every record's length prefix is still checked, and any mismatch takes the exact path.
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+        out: Dict[str, str] = {}
+        try:
+            for ln in lines:
+                sp = ln.index(b" ")
+                if int(ln[:sp]) != len(ln) + 1:
+                    break
+                key, eq, value = ln[sp + 1 :].partition(b"=")
+                if not eq:
+                    break
+                out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+            else:
+                return out
+        except ValueError:
+            pass
+    return _parse_pax_exact(data, offset)
+
+
+def _parse_pax_exact(data: bytes, offset: int) -> Dict[str, str]:
     out: Dict[str, str] = {}
     pos = 0
     n = len(data)
@@ -277,7 +300,7 @@ class TarReader:
                         size = int(pax["size"])
                     except ValueError:
                         raise TarFormatError(f"bad pax size {pax['size']!r} at offset {start}", start) from None
-            mtime = _num(block[136:148], "mtime", start)
+            mtime = 0 if "mtime" in pax else _num(block[136:148], "mtime", start)
             # As in tarfile and GNU tar: only regular files (and unknown types) carry data;
             # links, directories, devices and fifos never do, whatever their size field says.
             has_data = typeflag not in "123456"

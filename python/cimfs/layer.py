@@ -166,6 +166,11 @@ def _image_path(name: str) -> Tuple[str, Optional[str]]:
     Raises ValueError for names that would escape the image: absolute paths,
     drive letters, ``..`` components, NUL characters.
     """
+    if "\\" not in name and ":" not in name and "\0" not in name and not name.startswith("/") and \
+            ".." not in name and "//" not in name and "/./" not in name and not name.startswith("./") and \
+            name not in ("", ".") and not name.endswith("/."):
+        # Fast path: a plain relative name such as "Files/Windows/x.dll" or "Files/dir/".
+        return name.rstrip("/").replace("/", "\\"), None
     if "\0" in name:
         raise ValueError("the name contains a NUL character")
     n = name.replace("\\", "/")
@@ -222,7 +227,7 @@ class _Importer:
         self.kinds: Dict[str, str] = {"": "d"}
         self.parent_dirs: Dict[str, bool] = {}
         self.last_file: Optional[str] = None
-        self.from_parent_removed: Set[str] = set()
+        self.sd_cache: Dict[str, bytes] = {}
 
     # -- helpers -----------------------------------------------------------------
     def err(self, entry: str, reason: str, record: str = "") -> LayerError:
@@ -280,9 +285,15 @@ class _Importer:
             raise self.err(e.name, str(ex), "time") from None
         sd: Optional[bytes] = None
         if PAX_RAWSD in pax:
-            sd = _b64(e.name, PAX_RAWSD, pax[PAX_RAWSD], self.source)
-            if len(sd) < 20 or sd[0] != 1:
-                raise self.err(e.name, f"not a self-relative security descriptor ({len(sd)} bytes)", PAX_RAWSD)
+            text = pax[PAX_RAWSD]
+            sd = self.sd_cache.get(text)
+            if sd is None:
+                # Layers share a few dozen descriptors among all their files: decode each once.
+                sd = _b64(e.name, PAX_RAWSD, text, self.source)
+                if len(sd) < 20 or sd[0] != 1:
+                    raise self.err(e.name, f"not a self-relative security descriptor ({len(sd)} bytes)", PAX_RAWSD)
+                if len(self.sd_cache) < 4096:
+                    self.sd_cache[text] = sd
         elif PAX_SDDL in pax:
             raise self.err(
                 e.name,
@@ -381,7 +392,11 @@ class _Importer:
             self.ensure_parents(path)
             if self.kinds.get(key) in ("d", "D"):
                 raise self.err(e.name, "a file entry names an existing directory")
-            self.w.add_file(path, self.info(e, "file"), size=e.size)
+            i = self.info(e, "file")
+            # The writer's core directly: this runs once per file (100,000 times for a big layer).
+            self.w._core.add_file(path, i.attributes, e.size, i.creation_time, i.last_write_time, i.change_time,
+                                  i.last_access_time, i.security_descriptor, i.extended_attributes,
+                                  i.reparse_data)
             self.copy_data(reader, e)
             self.kinds[key] = "f"
             self.last_file = path
