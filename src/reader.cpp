@@ -559,7 +559,7 @@ std::vector<std::string> ImageImpl::verify() const {
             if (r.extended_attributes) bytes(r.extended_attributes, r.ea_length);
             if (r.default_stream.type == StreamType::data && r.default_stream.data && !r.default_stream.sparse)
                 bytes(r.default_stream.data, r.default_stream.length);
-            if (r.default_stream.type == StreamType::pe_image && r.default_stream.data) {
+            if (r.default_stream.type == StreamType::pe_image && r.default_stream.data && !r.default_stream.sparse) {
                 StreamHandle h{id, r.default_stream, logical_size(r.default_stream)};
                 std::vector<unsigned char> buf(4096);
                 for (std::uint64_t o = 0; o < h.size; o += buf.size()) read(h, o, buf.data(), buf.size());
