@@ -228,13 +228,16 @@ struct Walker {
                     queue.push_back({c.file_id, cpath});
             }
         }
-        // ids nobody links to, a few beyond the end, and id 0
+        // ids nobody links to, a few beyond the end, and id 0 (corrupt_image for an id
+        // that does not exist says nothing about the image: not counted in strict mode)
+        const bool corrupt_before = corrupt_seen;
         for (std::uint32_t id : {0u, 1u, 2u, info.file_count, info.file_count + 1, 0xFFFFFFFFu}) {
             if (visited.count(id)) continue;
             attempt([&] { img.stat(id); });
             attempt([&] { img.list_directory(id); });
             visit_file(id, nullptr);
         }
+        corrupt_seen = corrupt_before;
         attempt([&] { img.lookup(u"no\\such\\path"); });
     }
 };
