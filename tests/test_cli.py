@@ -138,3 +138,26 @@ def test_python_dash_m_and_entry_point_agree(tmp_path):
     assert main(["import", str(tmp_path / "a.tar"), str(tmp_path / "a.cim")]) == 0
     assert main(["verify", str(tmp_path / "a.cim")]) == 0
     assert main(["ls", str(tmp_path / "nope.cim")]) == 1
+
+
+def test_progress_line_only_on_a_terminal():
+    import io
+
+    from cimfs._progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    p = Progress("import", stream=tty, delay=0)
+    p.last = -1.0
+    p(50 << 20, 100 << 20, 1234)
+    p.close()
+    out = tty.getvalue()
+    assert "50.0 MiB / 100.0 MiB (50%)" in out and "/s" in out and "ETA" in out and "1234 entries" in out
+    pipe = io.StringIO()
+    q = Progress("import", stream=pipe, delay=0)
+    q(1, 2, 3)
+    q.close()
+    assert pipe.getvalue() == ""
