@@ -170,6 +170,8 @@ struct Walker {
         });
         attempt([&] { img.reparse_data(id); });
         attempt([&] { img.links(id); });
+        attempt([&] { img.record(id); });  // raw access (forks, tools)
+        attempt([&] { img.stream_table(id); });
         if (!st || !st->is_directory) {
             attempt([&] {
                 StreamHandle h = img.default_stream(id);
