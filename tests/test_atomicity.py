@@ -219,3 +219,19 @@ def test_parallel_writers_in_different_directories(tmp_path):
     assert errors == []
     for k in range(4):
         assert cimfs.open(tmp_path / f"d{k}" / "l.cim").verify() == []
+
+
+def test_cli_gc_removes_leftovers(tmp_path):
+    with cimfs.create(tmp_path, "keep.cim") as w:
+        w.add_file("a", data=b"a")
+    (tmp_path / ".cimfs-tmp-region_dead").write_bytes(b"x")
+    orphan = tmp_path / "region_11111111-2222-4333-8444-555555555555_0"
+    orphan.write_bytes(b"x")
+    r = subprocess.run([sys.executable, "-m", "cimfs", "gc", str(tmp_path), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    assert sorted(os.path.basename(p) for p in json.loads(r.stdout)["removed"]) == [
+        ".cimfs-tmp-region_dead", orphan.name]
+    assert cimfs.open(tmp_path / "keep.cim").verify() == []
+    assert sorted(os.listdir(tmp_path))[0] == "keep.cim"

@@ -131,6 +131,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("image", metavar="IMAGE")
     sp.add_argument("--force", action="store_true", help="remove even when other images fork it")
 
+    sp = add("gc", "remove what interrupted writers left in a directory (temporary files, "
+                   "region files no image refers to)")
+    sp.add_argument("directory", metavar="DIR")
+    sp.add_argument("--json", action="store_true", help="print the removed paths as JSON")
+
     sp = add("sample", "write a small sample Windows layer tar (for trying the other commands)")
     sp.add_argument("out", metavar="OUT.tar", help="output path ('-' for stdout); .gz/.zst suffix compresses")
     return p
@@ -426,6 +431,20 @@ def _cmd_rm(args) -> int:
     return EXIT_OK
 
 
+def _cmd_gc(args) -> int:
+    import json
+
+    import cimfs
+
+    removed = cimfs.collect_garbage(args.directory)
+    if args.json:
+        print(json.dumps({"removed": removed}))
+    else:
+        for path in removed:
+            print(f"removed {path}")
+    return EXIT_OK
+
+
 def _cmd_sample(args) -> int:
     from ._sample import write_sample_layer
 
@@ -456,5 +475,6 @@ _COMMANDS = {
     "info": _cmd_info,
     "verify": _cmd_verify,
     "rm": _cmd_rm,
+    "gc": _cmd_gc,
     "sample": _cmd_sample,
 }
