@@ -112,9 +112,9 @@ Bytes one_ea(const std::string& name, const std::string& value) {
 FileMetadata make_meta(Input& in, bool directory) {
     FileMetadata m;
     std::uint8_t f = in.u8();
-    m.attributes = (directory ? format::FILE_ATTRIBUTE_DIRECTORY : 0) |
-                   ((f & 1) ? format::FILE_ATTRIBUTE_READONLY : 0) | ((f & 2) ? format::FILE_ATTRIBUTE_HIDDEN : 0) |
-                   ((f & 4) ? format::FILE_ATTRIBUTE_ARCHIVE : 0) | ((f & 8) ? format::FILE_ATTRIBUTE_SPARSE_FILE : 0);
+    m.attributes = (directory ? format::kAttrDirectory : 0) |
+                   ((f & 1) ? format::kAttrReadOnly : 0) | ((f & 2) ? format::kAttrHidden : 0) |
+                   ((f & 4) ? format::kAttrArchive : 0) | ((f & 8) ? format::kAttrSparseFile : 0);
     m.times.creation = std::uint64_t(in.u16()) << 40;
     m.times.last_write = m.times.creation + in.u8();
     if (f & 0x10) m.reparse_data = symlink_reparse(make_name(in, 8));

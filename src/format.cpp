@@ -8,24 +8,24 @@ namespace cimfs::format {
 
 std::uint16_t attributes_to_flags(std::uint32_t a) {
     std::uint16_t f = 0;
-    if (a & FILE_ATTRIBUTE_READONLY) f |= kFlagReadOnly;
-    if (a & FILE_ATTRIBUTE_HIDDEN) f |= kFlagHidden;
-    if (a & FILE_ATTRIBUTE_SYSTEM) f |= kFlagSystem;
-    if (a & FILE_ATTRIBUTE_ARCHIVE) f |= kFlagArchive;
-    if (a & FILE_ATTRIBUTE_SPARSE_FILE) f |= kFlagSparse;
+    if (a & kAttrReadOnly) f |= kFlagReadOnly;
+    if (a & kAttrHidden) f |= kFlagHidden;
+    if (a & kAttrSystem) f |= kFlagSystem;
+    if (a & kAttrArchive) f |= kFlagArchive;
+    if (a & kAttrSparseFile) f |= kFlagSparse;
     return f;
 }
 
 std::uint32_t flags_to_attributes(std::uint16_t f, bool directory, bool reparse_point) {
     std::uint32_t a = 0;
-    if (f & kFlagReadOnly) a |= FILE_ATTRIBUTE_READONLY;
-    if (f & kFlagHidden) a |= FILE_ATTRIBUTE_HIDDEN;
-    if (f & kFlagSystem) a |= FILE_ATTRIBUTE_SYSTEM;
-    if (f & kFlagArchive) a |= FILE_ATTRIBUTE_ARCHIVE;
-    if (f & kFlagSparse) a |= FILE_ATTRIBUTE_SPARSE_FILE;
-    if (directory) a |= FILE_ATTRIBUTE_DIRECTORY;
-    if (reparse_point) a |= FILE_ATTRIBUTE_REPARSE_POINT;
-    if (a == 0) a = FILE_ATTRIBUTE_NORMAL;
+    if (f & kFlagReadOnly) a |= kAttrReadOnly;
+    if (f & kFlagHidden) a |= kAttrHidden;
+    if (f & kFlagSystem) a |= kAttrSystem;
+    if (f & kFlagArchive) a |= kAttrArchive;
+    if (f & kFlagSparse) a |= kAttrSparseFile;
+    if (directory) a |= kAttrDirectory;
+    if (reparse_point) a |= kAttrReparsePoint;
+    if (a == 0) a = kAttrNormal;
     return a;
 }
 

@@ -459,7 +459,7 @@ void PortableWriter::add_file(const std::u16string& path, const FileMetadata& me
     const char* op = "add";
     check_open(op);
     close_stream();
-    bool dir = (meta.attributes & FILE_ATTRIBUTE_DIRECTORY) != 0;
+    bool dir = (meta.attributes & kAttrDirectory) != 0;
     auto comps = components(op, path);
     if (dir && meta.size != 0)
         throw_path_error(Errc::invalid_argument, op, image_path_, to_utf8(path), "a directory cannot have a size", EINVAL);

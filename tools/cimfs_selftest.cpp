@@ -114,13 +114,13 @@ struct Content {
 
 void write_tree(ImageWriter& w, const Content& c) {
     FileMetadata dir;
-    dir.attributes = format::FILE_ATTRIBUTE_DIRECTORY;
+    dir.attributes = format::kAttrDirectory;
     dir.times.creation = dir.times.last_write = dir.times.change = dir.times.last_access =
         132000000000000000ull;
     w.add_file(u"dir", dir);
 
     FileMetadata f;
-    f.attributes = format::FILE_ATTRIBUTE_ARCHIVE;
+    f.attributes = format::kAttrArchive;
     f.times = dir.times;
     f.size = c.hello.size();
     w.add_file(u"dir\\hello.txt", f);
@@ -138,7 +138,7 @@ void write_tree(ImageWriter& w, const Content& c) {
     w.close_stream();
 
     FileMetadata empty;
-    empty.attributes = format::FILE_ATTRIBUTE_NORMAL;
+    empty.attributes = format::kAttrNormal;
     w.add_file(u"empty", empty);
 
     w.add_alternate_stream(u"dir\\hello.txt:extra", c.ads.size());
@@ -182,7 +182,7 @@ void check_tree(const std::string& header, const Content& c, bool portable) {
     FileStat st = img->stat(hello);
     CHECK(!st.is_directory);
     CHECK(st.size == c.hello.size());
-    CHECK((st.attributes & format::FILE_ATTRIBUTE_ARCHIVE) != 0);
+    CHECK((st.attributes & format::kAttrArchive) != 0);
     CHECK(read_all(*img, img->default_stream(hello)) == c.hello);
 
     // Hard link: same file record, two names.

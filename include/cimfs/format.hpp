@@ -47,21 +47,22 @@ enum class HeaderType : std::uint8_t { filesystem = 0, region = 1, object_id = 2
 enum class RegionType : std::uint8_t { metadata = 0, page_data = 1, small_data = 2 };
 enum class StreamType : std::uint8_t { data = 0, link_table = 1, pe_image = 2 };
 
-// File record flags (u16) and the Win32 attributes they stand for.
+// File record flags (u16) and the Win32 FILE_ATTRIBUTE_* values they stand for
+// (named kAttr* so that they never collide with <windows.h>'s macros).
 inline constexpr std::uint16_t kFlagReadOnly = 0x1;
 inline constexpr std::uint16_t kFlagHidden = 0x2;
 inline constexpr std::uint16_t kFlagSystem = 0x4;
 inline constexpr std::uint16_t kFlagArchive = 0x8;
 inline constexpr std::uint16_t kFlagSparse = 0x10;
 
-inline constexpr std::uint32_t FILE_ATTRIBUTE_READONLY = 0x1;
-inline constexpr std::uint32_t FILE_ATTRIBUTE_HIDDEN = 0x2;
-inline constexpr std::uint32_t FILE_ATTRIBUTE_SYSTEM = 0x4;
-inline constexpr std::uint32_t FILE_ATTRIBUTE_DIRECTORY = 0x10;
-inline constexpr std::uint32_t FILE_ATTRIBUTE_ARCHIVE = 0x20;
-inline constexpr std::uint32_t FILE_ATTRIBUTE_NORMAL = 0x80;
-inline constexpr std::uint32_t FILE_ATTRIBUTE_SPARSE_FILE = 0x200;
-inline constexpr std::uint32_t FILE_ATTRIBUTE_REPARSE_POINT = 0x400;
+inline constexpr std::uint32_t kAttrReadOnly = 0x1;
+inline constexpr std::uint32_t kAttrHidden = 0x2;
+inline constexpr std::uint32_t kAttrSystem = 0x4;
+inline constexpr std::uint32_t kAttrDirectory = 0x10;
+inline constexpr std::uint32_t kAttrArchive = 0x20;
+inline constexpr std::uint32_t kAttrNormal = 0x80;
+inline constexpr std::uint32_t kAttrSparseFile = 0x200;
+inline constexpr std::uint32_t kAttrReparsePoint = 0x400;
 
 std::uint16_t attributes_to_flags(std::uint32_t attributes);
 // Attributes as Windows reports them: DIRECTORY and REPARSE_POINT derived from

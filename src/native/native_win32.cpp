@@ -29,9 +29,8 @@
 #include <cstdio>
 #include <cstring>
 
-// The cimfs headers come before <windows.h>: format.hpp names constants
-// FILE_ATTRIBUTE_*, which <windows.h> defines as macros. Below, the macros
-// (same values) are what the code uses.
+// The cimfs headers come first; below, <windows.h>'s FILE_ATTRIBUTE_* macros
+// (the same values as format.hpp's kAttr* constants) are what the code uses.
 #include "cimfs/error.hpp"
 #include "cimfs/native.hpp"
 #include "cimfs/paths.hpp"
