@@ -47,6 +47,12 @@ timeout "$(left)" cmake -S . -B "$OUT" "${gen[@]}" -DCMAKE_CXX_COMPILER="$CLANGX
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCIMFS_SANITIZE=ON -DCIMFS_BUILD_FUZZERS=ON >/dev/null
 timeout "$(left)" cmake --build "$OUT" --target fuzz_reader fuzz_writer_paths -j "$(nproc)"
 
+# The harnesses write each input's image files into a scratch directory (tmpfs when
+# possible); one that dies on a crash cannot remove its own, so this script does.
+CIMFS_FUZZ_TMP=$(mktemp -d /dev/shm/cimfs-sanitize.XXXXXX 2>/dev/null || mktemp -d)
+export CIMFS_FUZZ_TMP
+trap 'rm -rf "$CIMFS_FUZZ_TMP"' EXIT
+
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 ART="$OUT/artifacts"
