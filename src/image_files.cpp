@@ -121,9 +121,20 @@ std::vector<std::string> image_children(const std::string& header_path) {
     return children;
 }
 
+platform::FileLock lock_directory(const std::string& dir, const char* op, const std::string& image) {
+    try {
+        return platform::FileLock::try_acquire(platform::join(dir, platform::kWriterLockName));
+    } catch (const Error& e) {
+        throw Error(e.code, ErrorSubject::op, op, image, "", "",
+                    "cannot take the writer lock in " + dir + ": " + e.reason, e.sys_errno, e.winerror);
+    }
+}
+
 std::vector<std::string> collect_garbage(const std::string& directory) {
     std::string dir = directory.empty() ? "." : directory;
-    platform::FileLock lock = platform::FileLock::try_acquire(platform::join(dir, platform::kWriterLockName));
+    if (!platform::exists(dir))
+        throw_op_error(Errc::not_found, "gc", dir, "no such directory", ENOENT);
+    platform::FileLock lock = lock_directory(dir, "gc", dir);
     if (!lock.locked())
         throw_op_error(Errc::busy, "gc", dir, "a writer is working in this directory; try again when it is done", EBUSY);
     std::vector<std::string> names = platform::list_directory(dir);

@@ -204,8 +204,10 @@ PortableWriter::PortableWriter(const CreateOptions& o) : opts_(o) {
         throw_op_error(Errc::invalid_argument, "create", image_path_, "image name must be a plain file name");
     if (opts_.format_major != 2 && opts_.format_major != 3)
         throw_op_error(Errc::invalid_argument, "create", image_path_, "format version must be 2 or 3");
+    if (!platform::exists(dir))
+        throw_op_error(Errc::not_found, "create", image_path_, "the directory " + dir + " does not exist", ENOENT);
     // One writer per directory: images there share the directory's files.
-    lock_ = platform::FileLock::try_acquire(platform::join(dir, platform::kWriterLockName));
+    lock_ = lock_directory(dir, "create", image_path_);
     if (!lock_.locked())
         throw_op_error(Errc::busy, "create", image_path_,
                        "another writer is writing in " + dir + " (it holds " + platform::kWriterLockName +

@@ -15,7 +15,11 @@ def _shared() -> pathlib.Path:
     for c in _CANDIDATES:
         if c and (pathlib.Path(c) / "fixtures" / "windows-v3-hello" / "test.cim").exists():
             return pathlib.Path(c)
-    raise RuntimeError("the shared fixtures (../shared/fixtures/windows-v3-hello) are missing; set CIMFS_SHARED")
+    why = ("the Windows fixture (shared/fixtures/windows-v3-hello beside the checkout) is missing; "
+           "set CIMFS_SHARED to the folder that holds fixtures/")
+    if os.environ.get("CI"):
+        pytest.fail(why)  # CI always has it: its absence is an error there
+    pytest.skip(why)
 
 
 @pytest.fixture(scope="session")

@@ -168,3 +168,24 @@ def test_block_image_round_trip(tmp_path):
     with cimfs.mount(str(tmp_path / "layer.bcim") + "\\layer.cim", flags=cimfs.MountFlags.SINGLE_FILE) as volume:
         with open(volume + "Files\\hello.txt", "rb") as f:
             assert f.read() == b"Hello world!"
+
+
+def test_cimfs_backend_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIMFS_BACKEND", "bogus")
+    with pytest.raises(ValueError, match="CIMFS_BACKEND"):
+        cimfs.create(tmp_path, "a.cim")
+    monkeypatch.setenv("CIMFS_BACKEND", "native")
+    assert cimfs.default_backend() == "native"
+    if not CAPS.supported:
+        with pytest.raises(cimfs.UnsupportedError):
+            cimfs.create(tmp_path, "a.cim")
+    monkeypatch.setenv("CIMFS_BACKEND", "portable")
+    with cimfs.create(tmp_path, "b.cim") as w:
+        assert w.backend == "portable"
+
+
+def test_create_in_missing_directory_says_so(tmp_path):
+    with pytest.raises(cimfs.OpError) as e:
+        cimfs.create(tmp_path / "nope", "a.cim")
+    assert e.value.errno == errno.ENOENT
+    assert "does not exist" in str(e.value) and "lock" not in str(e.value)

@@ -18,10 +18,10 @@ from cimfs import FileAttributes as A
 from cimfs import FileInfo
 
 import _layout as L
-from conftest import _shared, assert_sound
+from conftest import assert_sound
 
-UPCASE = (_shared() / "fixtures" / "windows-v3-hello" / "region_2cf2ae9f-8556-4421-9f2f-d9ca60534d62_0"
-          ).read_bytes()[0x5B0: 0x5B0 + 131072]
+# Windows' upcase table (test_fixture.py checks it equals the fixture's, byte for byte).
+UPCASE = cimfs._core.upcase_table()
 
 SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

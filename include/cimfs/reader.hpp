@@ -9,6 +9,7 @@
 
 #include "cimfs/format.hpp"
 #include "cimfs/metadata.hpp"
+#include "cimfs/platform.hpp"
 
 namespace cimfs {
 
@@ -87,5 +88,8 @@ void destroy_image(const std::string& header_path, bool force = false);
 // region/objectid files that no image header there refers to. Takes the
 // directory's writer lock (busy while a writer works). Returns what it removed.
 std::vector<std::string> collect_garbage(const std::string& directory);
+// The writer lock of an image directory (unlocked when another writer holds
+// it); a failure to open the lock file is reported as `op` on `image`.
+platform::FileLock lock_directory(const std::string& dir, const char* op, const std::string& image);
 
 }  // namespace cimfs

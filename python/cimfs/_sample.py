@@ -91,7 +91,7 @@ class LayerTarWriter:
         elif compression == "zstd":
             import zstandard
 
-            z = zstandard.ZstdCompressor(level=3).stream_writer(fobj, closefd=False)
+            z = zstandard.ZstdCompressor(level=3, write_checksum=True).stream_writer(fobj, closefd=False)
             self._closers.insert(0, z.close)
             fobj = z  # type: ignore[assignment]
         elif compression != "none":

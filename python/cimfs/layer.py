@@ -112,9 +112,9 @@ class LayerError(CimError):
 
     def __init__(self, op: str, source: str, entry: str, reason: str, *, record: str = "",
                  cim: str = "", errno: Optional[int] = None) -> None:
-        where = f"cimfs {op} {source}"
+        where = f"cim {op} {source}"  # the core's "cim <op> <subject>: ..." form
         if entry:
-            where += f": entry {entry!r}"
+            where += f": entry '{entry}'"
         if record:
             where += f": record {record}"
         super().__init__(f"{where}: {reason}", cim=cim, op=op, reason=reason, errno=errno or _errno.EINVAL)
@@ -125,10 +125,13 @@ class LayerError(CimError):
 
 @dataclass
 class ImportSummary:
-    """What :func:`import_tar` (or :func:`create_from_directory`) did."""
+    """What :func:`import_tar`, :func:`create_from_directory`, :func:`export_tar`
+    or :func:`extract` did. ``source`` is what was read and ``destination``
+    what was written (the image for imports; the tar or directory otherwise)."""
 
     image: str = ""
     source: str = ""
+    destination: str = ""
     compression: str = "none"
     entries: int = 0
     files: int = 0
@@ -505,10 +508,10 @@ def import_tar(
     t0 = time.perf_counter()
     directory, name = _split_cim_path(cim_path)
     image_path = os.path.join(directory, name)
-    summary = ImportSummary(image=image_path)
+    summary = ImportSummary(image=image_path, destination=image_path)
     if os.path.lexists(image_path) and not overwrite:
         raise LayerError("import", os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<stream>",
-                         "", f"the image {image_path} already exists (use overwrite=True / --force)",
+                         "", f"the image {image_path} already exists (overwrite it with --force / overwrite=True)",
                          errno=_errno.EEXIST)
     reader, counter, compression, total, display, closers = open_source(source)
     summary.source = display
@@ -638,7 +641,7 @@ def export_tar(
     written output file is removed.
     """
     t0 = time.perf_counter()
-    summary = ImportSummary(image=os.fspath(cim_path), compression=compression)
+    summary = ImportSummary(image=os.fspath(cim_path), source=os.fspath(cim_path), compression=compression)
     closers: List[Callable[[], None]] = []
     out_path: Optional[str] = None
     if isinstance(out, (str, os.PathLike)):
@@ -653,7 +656,7 @@ def export_tar(
             closers.append(fobj.close)
     else:
         fobj = out
-    summary.source = out_path or "<stream>"
+    summary.destination = out_path or "<stream>"
     ok = False
     try:
         if compression == "gzip":
@@ -667,7 +670,7 @@ def export_tar(
         elif compression == "zstd":
             import zstandard
 
-            z = zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(fobj, closefd=False)
+            z = zstandard.ZstdCompressor(level=3, threads=-1, write_checksum=True).stream_writer(fobj, closefd=False)
             closers.insert(0, z.close)
             fobj = z  # type: ignore[assignment]
         elif compression != "none":
@@ -850,7 +853,7 @@ def create_from_directory(
     if os.path.lexists(image_path) and not overwrite:
         raise LayerError("create", top, "", f"the image {image_path} already exists (use --force)",
                          errno=_errno.EEXIST)
-    summary = ImportSummary(image=image_path, source=top)
+    summary = ImportSummary(image=image_path, source=top, destination=image_path)
     made_dir = None
     try:
         if not os.path.isdir(dir_):
@@ -977,7 +980,7 @@ def extract(
     """
     t0 = time.perf_counter()
     dest_s = os.fspath(dest)
-    summary = ImportSummary(image=os.fspath(cim_path), source=dest_s)
+    summary = ImportSummary(image=os.fspath(cim_path), source=os.fspath(cim_path), destination=dest_s)
     os.makedirs(dest_s, exist_ok=True)
     root_fd = os.open(dest_s, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
     done = [0]

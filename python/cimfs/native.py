@@ -108,15 +108,16 @@ def default_backend() -> str:
     """The backend ``backend="auto"`` picks for ordinary images.
 
     ``"portable"`` unless the environment variable ``CIMFS_BACKEND`` says
-    ``native`` (and cimfs.dll is usable) — the portable writer gives the same
+    ``native`` (then writing fails with UnsupportedError where cimfs.dll is not
+    usable, rather than quietly using the other writer) — the portable writer gives the same
     bytes on every OS and honours every option; Windows mounts its images. The
     native-only features (block, merged, verified images, mounting) always use
     cimfs.dll.
     """
-    choice = os.environ.get("CIMFS_BACKEND", "portable").strip().lower()
-    if choice == "native" and is_supported():
-        return "native"
-    return "portable"
+    choice = os.environ.get("CIMFS_BACKEND", "").strip().lower() or "portable"
+    if choice not in ("portable", "native"):
+        raise ValueError(f"CIMFS_BACKEND must be 'portable' or 'native', not {choice!r}")
+    return choice  # "native" without cimfs.dll fails where it is used, saying why
 
 
 _BLOCK_TYPES = {"none": 0, "file": 1, "single_file": 1, "device": 2, "block_device": 2}
