@@ -259,7 +259,12 @@ std::uint64_t ImageImpl::logical_size(const Stream& s) const {
 // allocation.
 StreamHandle ImageImpl::checked_handle(std::uint32_t id, const Stream& s) const {
     StreamHandle h{id, s, logical_size(s)};
-    if (s.sparse || !s.data) return h;
+    if (s.sparse) return h;
+    if (!s.data) {
+        // Only an empty stream has no data; a sparse one says so with its flag.
+        if (s.length) corrupt("a non-sparse stream of " + std::to_string(s.length) + " bytes has no data");
+        return h;
+    }
     if (s.type == StreamType::data) {
         bytes(s.data, s.length);
     } else if (s.type == StreamType::pe_image) {

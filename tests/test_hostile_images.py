@@ -508,3 +508,31 @@ def test_overlapping_file_tables(image):
     meta.write_bytes(meta.read_bytes() + bytes(ftd - meta.stat().st_size) + struct.pack("<QHHI", *table) * 2)
     image.patch(image.fs_ro + 8, struct.pack("<QI", ftd, 2))
     open_fails(image, match="file tables overlap")
+
+
+def test_stream_without_data_but_with_a_length_is_corrupt(tmp_path):
+    """A non-sparse stream of length > 0 whose data offset is 0 is damage, not zeros."""
+    import struct
+
+    import cimfs
+
+    with cimfs.create(tmp_path, "z.cim") as w:
+        w.add_file("f", data=b"0123456789" * 100)
+    img = cimfs.open(tmp_path / "z.cim")
+    fid = img._core.lookup("f")
+    rec = img._core.stat(fid)
+    assert rec[3] == 1000
+    img.close()
+    # find the file record by its stream length (1000) next to its data RegionOffset, zero the offset
+    region0 = sorted(tmp_path.glob("region_*_0"))[0]
+    raw = bytearray(region0.read_bytes())
+    needle = struct.pack("<Q", 1000)  # length_and_type of a data stream of 1000 bytes
+    i = raw.find(needle)
+    while i >= 0 and struct.unpack_from("<Q", raw, i - 8)[0] == 0:
+        i = raw.find(needle, i + 1)
+    assert i > 8
+    struct.pack_into("<Q", raw, i - 8, 0)
+    region0.write_bytes(bytes(raw))
+    with cimfs.open(tmp_path / "z.cim") as img2:
+        with pytest.raises(CorruptImageError):
+            img2.read_bytes("f")
