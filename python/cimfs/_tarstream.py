@@ -22,6 +22,8 @@ __all__ = ["TarEntry", "TarReader", "TarFormatError", "TarTruncatedError"]
 BLOCK = 512
 _BUF = 1 << 20
 
+_MAX_SIZE = (1 << 48) - 1  # an image stream's length field has 48 bits
+
 REGULAR = frozenset(b"0\x007")  # '7' (contiguous) reads as a regular file
 
 
@@ -268,7 +270,7 @@ class TarReader:
                 typeflag = chr(block[156]) if block[156] else "0"
                 size = _num(block[124:136], "size", hoff)
                 if typeflag in "xgLK":
-                    if size > (64 << 20):
+                    if size < 0 or size > (64 << 20):
                         raise TarFormatError(f"extended header at offset {hoff} claims {size} bytes", hoff)
                     data = self._take(size, f"the extended header at offset {hoff}")
                     self._skip(-size % BLOCK, f"the extended header at offset {hoff}")
@@ -306,6 +308,8 @@ class TarReader:
             has_data = typeflag not in "123456"
             if not has_data:
                 size = 0
+            elif size < 0 or size > _MAX_SIZE:
+                raise TarFormatError(f"entry at offset {start} claims {size} bytes of data", start, name)
             entry = TarEntry(name, typeflag, size, linkname, mtime, pax, start)
             self._current = entry
             self._left = size
