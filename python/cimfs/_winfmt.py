@@ -113,9 +113,13 @@ def encode_reparse_point(target: str, mount_point: bool = False) -> bytes:
     not count the NULs.
     """
     target = target.replace("/", "\\")
+    if "\0" in target:
+        raise ValueError("a link target cannot contain a NUL character")
     sub, relative = _nt_target(target)
     sub16 = sub.encode("utf-16-le")
     prn16 = target.encode("utf-16-le")
+    if len(sub16) + len(prn16) + 4 + 12 > 0xFFFF - 8:  # checked before packing the u16 lengths
+        raise ValueError(f"link target of {len(target)} characters is too long for a reparse point")
     path = sub16 + b"\0\0" + prn16 + b"\0\0"
     names = struct.pack("<HHHH", 0, len(sub16), len(sub16) + 2, len(prn16))
     if mount_point:
