@@ -16,6 +16,13 @@ py::tuple stat_tuple(const FileStat& s) {
                           s.is_directory, s.sparse, s.pe_image);
 }
 
+// Call a reader method on one file id with the GIL released.
+template <class R>
+R without_gil(R (Image::*method)(std::uint32_t) const, const Image& image, std::uint32_t id) {
+    py::gil_scoped_release release;
+    return (image.*method)(id);
+}
+
 py::list entries(const std::vector<DirEntry>& v) {
     py::list out;
     for (auto& e : v) out.append(py::make_tuple(from_u16(e.name), e.file_id));
@@ -55,60 +62,20 @@ void bind_image(py::module_& m) {
             py::gil_scoped_release nogil;
             return i.lookup(p);
         })
-        .def("stat", [](const Image& i, std::uint32_t id) {
-            FileStat s;
-            {
-                py::gil_scoped_release nogil;
-                s = i.stat(id);
-            }
-            return stat_tuple(s);
-        })
-        .def("listdir", [](const Image& i, std::uint32_t id) {
-            std::vector<DirEntry> v;
-            {
-                py::gil_scoped_release nogil;
-                v = i.list_directory(id);
-            }
-            return entries(v);
-        })
-        .def("links", [](const Image& i, std::uint32_t id) {
-            std::vector<DirEntry> v;
-            {
-                py::gil_scoped_release nogil;
-                v = i.links(id);
-            }
-            return entries(v);
-        })
+        .def("stat", [](const Image& i, std::uint32_t id) { return stat_tuple(without_gil(&Image::stat, i, id)); })
+        .def("listdir", [](const Image& i, std::uint32_t id) { return entries(without_gil(&Image::list_directory, i, id)); })
+        .def("links", [](const Image& i, std::uint32_t id) { return entries(without_gil(&Image::links, i, id)); })
         .def("security_descriptor", [](const Image& i, std::uint32_t id) {
-            Bytes b;
-            {
-                py::gil_scoped_release nogil;
-                b = i.security_descriptor(id);
-            }
-            return to_bytes(b);
+            return to_bytes(without_gil(&Image::security_descriptor, i, id));
         })
         .def("extended_attributes", [](const Image& i, std::uint32_t id) {
-            Bytes b;
-            {
-                py::gil_scoped_release nogil;
-                b = i.extended_attributes(id);
-            }
-            return to_bytes(b);
+            return to_bytes(without_gil(&Image::extended_attributes, i, id));
         })
         .def("reparse_data", [](const Image& i, std::uint32_t id) {
-            Bytes b;
-            {
-                py::gil_scoped_release nogil;
-                b = i.reparse_data(id);
-            }
-            return to_bytes(b);
+            return to_bytes(without_gil(&Image::reparse_data, i, id));
         })
         .def("streams", [](const Image& i, std::uint32_t id) {
-            std::vector<StreamInfo> v;
-            {
-                py::gil_scoped_release nogil;
-                v = i.alternate_streams(id);
-            }
+            std::vector<StreamInfo> v = without_gil(&Image::alternate_streams, i, id);
             py::list out;
             for (auto& s : v) out.append(py::make_tuple(from_u16(s.name), s.size));
             return out;
