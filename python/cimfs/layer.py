@@ -19,7 +19,12 @@ Decisions where the issue and spec are silent (see also the README):
   parents are created with directory defaults: DIRECTORY attribute, NULL-DACL
   descriptor, zero times). A regular file that repeats an existing file
   replaces it (tar semantics). Names that differ only in case from an existing
-  one are an error: Windows cannot hold both.
+  one are an error: Windows cannot hold both. "Case" is the image's upcase
+  table (Windows' rules), not ``str.upper`` (ß and SS are two names).
+* Entry names (and hard link targets) must be valid UTF-8; other bytes are an
+  error naming the entry, not turned into unpaired UTF-16 surrogates.
+  Reserved DOS device names (CON, NUL, COM1, ...) are NT names like any other
+  and are kept.
 * Missing times: ``atime``, ``ctime`` and ``LIBARCHIVE.creationtime`` default to
   the modification time (as go-winio's backuptar does for creation time).
 * ``MSWINDOWS.sd`` (SDDL text) is rejected with an error naming the entry and
@@ -46,6 +51,7 @@ import io
 import logging
 import os
 import stat as _stat
+import struct
 import tarfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -158,9 +164,19 @@ class ImportSummary:
 # names
 
 
+_UPCASE: Optional[Dict[int, int]] = None
+
+
 def _key(path: str) -> str:
-    """Case-insensitive key of an image path (Windows compares names upper-cased)."""
-    return path.upper()
+    """Case-insensitive key of an image path: upper-cased through the image's own upcase
+    table (Windows' rules; ``str.upper`` differs, e.g. it turns ß into SS)."""
+    if path.isascii():
+        return path.upper()
+    global _UPCASE
+    if _UPCASE is None:
+        t = _core.upcase_table()  # 65536 little-endian u16
+        _UPCASE = {i: u for i, u in enumerate(struct.unpack(f"<{len(t) // 2}H", t)) if u != i}
+    return path.translate(_UPCASE)
 
 
 def _image_path(name: str) -> Tuple[str, Optional[str]]:
@@ -169,6 +185,11 @@ def _image_path(name: str) -> Tuple[str, Optional[str]]:
     Raises ValueError for names that would escape the image: absolute paths,
     drive letters, ``..`` components, NUL characters.
     """
+    if not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # the tar reader keeps bytes that are not UTF-8 as lone surrogates
+            raise ValueError("the name is not valid UTF-8") from None
     if "\\" not in name and ":" not in name and "\0" not in name and not name.startswith("/") and \
             ".." not in name and "//" not in name and "/./" not in name and not name.startswith("./") and \
             name not in ("", ".") and not name.endswith("/."):
@@ -284,6 +305,8 @@ class _Importer:
             atime = filetime_from_pax(pax["atime"]) if "atime" in pax else mtime
             ctime = filetime_from_pax(pax["ctime"]) if "ctime" in pax else mtime
             btime = filetime_from_pax(pax[PAX_CREATION]) if PAX_CREATION in pax else mtime
+            if max(mtime, atime, ctime, btime) > 0xFFFFFFFFFFFFFFFF:
+                raise ValueError("a time is beyond the FILETIME range (year 60056)")
         except ValueError as ex:
             raise self.err(e.name, str(ex), "time") from None
         sd: Optional[bytes] = None
@@ -949,7 +972,19 @@ _O_BINARY = getattr(os, "O_BINARY", 0)
 
 
 def _safe_name(name: str) -> bool:
-    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        return False
+    return name.isascii() or _host_encodable(name)
+
+
+def _host_encodable(text: str) -> bool:
+    """False for names with no host form (unpaired UTF-16 surrogates other than the
+    surrogateescape range)."""
+    try:
+        os.fsencode(text)
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _host_link_target(rp) -> str:
@@ -981,8 +1016,12 @@ def extract(
     t0 = time.perf_counter()
     dest_s = os.fspath(dest)
     summary = ImportSummary(image=os.fspath(cim_path), source=os.fspath(cim_path), destination=dest_s)
-    os.makedirs(dest_s, exist_ok=True)
-    root_fd = os.open(dest_s, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    try:
+        os.makedirs(dest_s, exist_ok=True)
+        root_fd = os.open(dest_s, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    except OSError as e:
+        raise LayerError("extract", os.fspath(cim_path), "", f"destination {dest_s}: {e.strerror or e}",
+                         errno=e.errno) from None
     done = [0]
     try:
         with Image(cim_path) as img:
@@ -1016,6 +1055,7 @@ class _Extractor:
         self.links: Dict[int, Tuple[List[str], str]] = {}
         self.dir_times: List[Tuple[List[str], int, int]] = []
         self.buf = bytearray(1 << 20)
+        self.active: Set[int] = {img.stat("").file_id}  # directories being walked (a damaged image may loop)
 
     def open_dir(self, parts: List[str], create: bool = True) -> int:
         fd = os.dup(self.root)
@@ -1061,6 +1101,10 @@ class _Extractor:
                 continue
             cparts = parts + [name]
             if st.is_directory and not st.is_reparse_point:
+                if st.file_id in self.active:
+                    log.warning("skipping %r: a directory that contains itself (damaged image)", child)
+                    self.s.skipped.append(child)
+                    continue
                 try:
                     os.mkdir(name, 0o755, dir_fd=fd)
                 except FileExistsError:
@@ -1071,9 +1115,11 @@ class _Extractor:
                     raise LayerError("extract", self.img.path, child,
                                      f"cannot enter the destination directory ({e.strerror}); "
                                      "a symlink or file is in the way") from None
+                self.active.add(st.file_id)
                 try:
                     self.tree(child, cparts, cfd)
                 finally:
+                    self.active.discard(st.file_id)
                     os.close(cfd)
                 self.s.directories += 1
                 self.dir_times.append((cparts, st.last_access_time, st.last_write_time))
@@ -1112,8 +1158,13 @@ class _Extractor:
                         log.warning("%s: a directory reparse point holding %d entries; they are not extracted "
                                     "(the host symlink replaces the directory)", ip, len(hidden))
                         s.skipped.extend(ip + "\\" + n for n in hidden)
+                target = _host_link_target(rp)
+                if "\0" in target or not _host_encodable(target):
+                    log.warning("skipping %s: its link target has no host form", ip)
+                    s.skipped.append(ip)
+                    return
                 self._clear(name, fd)
-                os.symlink(_host_link_target(rp), name, dir_fd=fd)
+                os.symlink(target, name, dir_fd=fd)
                 _utime(name, fd, times)
                 s.symlinks += 1
                 return
