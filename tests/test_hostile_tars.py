@@ -971,22 +971,19 @@ def test_extract_dest_itself_a_symlink_into_a_file(tmp_path):
     assert (tmp_path / "f").read_bytes() == b"keep"
 
 
-@pytest.mark.xfail(strict=True, reason="extract replaces existing files in DEST (unlink + create) and has no "
-                                       "overwrite option; issue 6 asks it to refuse unless asked")
 def test_extract_refuses_to_overwrite_existing_files(tmp_path):
     cim = _image(tmp_path, lambda w: w.add_file("a", data=b"new"))
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "a").write_bytes(b"mine")
-    try:
+    with pytest.raises(cimfs.CimError) as e:
         layer.extract(cim, dest)
-    except cimfs.CimError as e:
-        assert e.errno == errno.EEXIST
+    assert e.value.errno == errno.EEXIST
     assert (dest / "a").read_bytes() == b"mine"
+    layer.extract(cim, dest, overwrite=True)
+    assert (dest / "a").read_bytes() == b"new"
 
 
-@pytest.mark.xfail(strict=True, reason="extract does not check free space up front (issue 6: 'checks free space "
-                                       "up front when it can')")
 def test_extract_checks_free_space_up_front(tmp_path, monkeypatch):
     cim = _image(tmp_path, lambda w: w.add_file("a", data=b"x" * 100_000))
     real = os.statvfs

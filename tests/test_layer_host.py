@@ -89,13 +89,17 @@ def test_extract_does_not_follow_planted_symlinks(tmp_path, sample_cim):
     with pytest.raises(cimfs.CimError, match="symlink or file is in the way"):
         layer.extract(sample_cim, dest)
     assert os.listdir(outside) == []
-    # a planted symlink where a file goes is replaced, not written through
+    # a planted symlink where a file goes is refused, and with overwrite
+    # replaced, never written through
     dest2 = tmp_path / "dest2"
     (dest2 / "Hives").mkdir(parents=True)
     victim = outside / "victim"
     victim.write_bytes(b"keep")
     os.symlink(victim, dest2 / "Hives" / "Sam_Delta")
-    layer.extract(sample_cim, dest2)
+    with pytest.raises(cimfs.CimError, match="already exists"):
+        layer.extract(sample_cim, dest2)
+    assert victim.read_bytes() == b"keep"
+    layer.extract(sample_cim, dest2, overwrite=True)
     assert victim.read_bytes() == b"keep"
     assert not os.path.islink(dest2 / "Hives" / "Sam_Delta")
 

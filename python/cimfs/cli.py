@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("image", metavar="IMAGE")
     sp.add_argument("dest", metavar="DEST")
     sp.add_argument("paths", nargs="*", metavar="PATH")
+    sp.add_argument("-f", "--force", action="store_true", help="replace files that already exist in DEST")
     sp.add_argument("--json", action="store_true")
 
     sp = add("export", "write an image as a Windows container layer tar ('-' for stdout)")
@@ -345,7 +346,7 @@ def _cmd_cat(args) -> int:
 def _cmd_extract(args) -> int:
     from .layer import extract
 
-    s = extract(args.image, args.dest, args.paths)
+    s = extract(args.image, args.dest, args.paths, overwrite=args.force)
     if args.json:
         _emit_json(s.as_dict())
     return EXIT_OK

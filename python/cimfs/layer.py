@@ -999,9 +999,15 @@ def extract(
     dest: PathLike,
     paths: Sequence[str] = (),
     *,
+    overwrite: bool = False,
     progress: Optional[ProgressFn] = None,
 ) -> ImportSummary:
     """Write the image's tree (or only ``paths`` and what they hold) under ``dest``.
+
+    Refuses (``EEXIST``, before writing that entry) to replace a file, link or
+    symlink already in ``dest`` unless ``overwrite=True``; existing directories
+    are merged into. Where the OS tells free space, refuses (``ENOSPC``) up
+    front when the data to write does not fit.
 
     Never writes outside ``dest``: every directory is opened relative to its
     parent with ``O_NOFOLLOW`` (a symlink planted in ``dest`` is refused, not
@@ -1016,6 +1022,8 @@ def extract(
     t0 = time.perf_counter()
     dest_s = os.fspath(dest)
     summary = ImportSummary(image=os.fspath(cim_path), source=os.fspath(cim_path), destination=dest_s)
+    with Image(cim_path) as img:
+        _check_free_space(img, paths, dest_s)
     try:
         os.makedirs(dest_s, exist_ok=True)
         root_fd = os.open(dest_s, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
@@ -1025,7 +1033,7 @@ def extract(
     done = [0]
     try:
         with Image(cim_path) as img:
-            ex = _Extractor(img, root_fd, summary, progress, done)
+            ex = _Extractor(img, root_fd, summary, progress, done, overwrite)
             if not paths:
                 ex.tree("", [], root_fd)
             else:
@@ -1045,8 +1053,43 @@ def extract(
     return summary
 
 
+def _check_free_space(img: Image, paths: Sequence[str], dest: str) -> None:
+    """ENOSPC before anything is written when the file data cannot fit (where
+    the OS reports free space; each hard-linked file counted once)."""
+    if not hasattr(os, "statvfs"):
+        return
+    probe = os.path.abspath(dest)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    try:
+        vfs = os.statvfs(probe)
+    except OSError:
+        return
+    free = vfs.f_bavail * vfs.f_frsize
+    roots = [p.replace("/", "\\").strip("\\") for p in paths] or [""]
+    seen: Set[int] = set()
+    needed = 0
+    stack = [r for r in roots if img.exists(r)]
+    while stack:
+        ip = stack.pop()
+        st = img.stat(ip)
+        if st.file_id in seen:
+            continue
+        seen.add(st.file_id)
+        if st.is_directory and not st.is_reparse_point:
+            stack.extend(ip + "\\" + n if ip else n for n in img.listdir(ip))
+        elif not st.is_reparse_point:
+            needed += st.size
+            if needed > free:
+                raise LayerError("extract", img.path, "",
+                                 f"{dest} has {free} bytes free; the files to extract need more "
+                                 f"(at least {needed} bytes)", errno=_errno.ENOSPC)
+
+
 class _Extractor:
-    def __init__(self, img: Image, root_fd: int, summary: ImportSummary, progress, done) -> None:
+    def __init__(self, img: Image, root_fd: int, summary: ImportSummary, progress, done,
+                 overwrite: bool = False) -> None:
+        self.overwrite = overwrite
         self.img = img
         self.root = root_fd
         self.s = summary
@@ -1127,6 +1170,14 @@ class _Extractor:
                 self.entry(child, cparts, name, fd, st)
 
     def _clear(self, name: str, fd: int) -> None:
+        if not self.overwrite:
+            try:
+                os.lstat(name, dir_fd=fd)
+            except FileNotFoundError:
+                return
+            raise LayerError("extract", self.img.path, name,
+                             "already exists in the destination (overwrite it with --force / overwrite=True)",
+                             errno=_errno.EEXIST)
         try:
             os.unlink(name, dir_fd=fd)
         except FileNotFoundError:
