@@ -168,10 +168,7 @@ class Image:
         seen = set()
         core = self._core
 
-        def _walk(path: str, fid: int):
-            if fid in seen:
-                return
-            seen.add(fid)
+        def listing(fid: int):
             dirs: List[Tuple[str, int]] = []
             files: List[str] = []
             for name, cid in core.listdir(fid):
@@ -179,19 +176,37 @@ class Image:
                     dirs.append((name, cid))
                 else:
                     files.append(name)
-            names = [d[0] for d in dirs]
-            if topdown:
+            return dirs, files
+
+        # An explicit stack, not recursion: a valid image may nest thousands deep.
+        root = (top.replace("/", "\\").strip("\\"), self._id(top, "walk"))
+        if topdown:
+            stack = [root]
+            while stack:
+                path, fid = stack.pop()
+                if fid in seen:
+                    continue
+                seen.add(fid)
+                dirs, files = listing(fid)
+                names = [d[0] for d in dirs]
                 yield path, names, files
                 ids = dict(dirs)
-                for name in names:
-                    if name in ids:
-                        yield from _walk(_join(path, name), ids[name])
-            else:
-                for name, cid in dirs:
-                    yield from _walk(_join(path, name), cid)
-                yield path, names, files
-
-        yield from _walk(top.replace("/", "\\").strip("\\"), self._id(top, "walk"))
+                stack.extend((_join(path, n), ids[n]) for n in reversed(names) if n in ids)
+        else:
+            pending: List[Tuple[str, int, bool]] = [(root[0], root[1], False)]
+            results = {}
+            while pending:
+                path, fid, expanded = pending.pop()
+                if expanded:
+                    dirs, files = results.pop(fid)
+                    yield path, [d[0] for d in dirs], files
+                    continue
+                if fid in seen:
+                    continue
+                seen.add(fid)
+                results[fid] = listing(fid)
+                pending.append((path, fid, True))
+                pending.extend((_join(path, n), c, False) for n, c in reversed(results[fid][0]))
 
     def links(self, path: str) -> List[str]:
         """Every path of a file (its hard links), from the format 3 links table."""
