@@ -1098,7 +1098,7 @@ class _Extractor:
         self.links: Dict[int, Tuple[List[str], str]] = {}
         self.dir_times: List[Tuple[List[str], int, int]] = []
         self.buf = bytearray(1 << 20)
-        self.active: Set[int] = {img.stat("").file_id}  # directories being walked (a damaged image may loop)
+        self.active: Set[int] = {img.stat("").file_id}  # directories extracted (a damaged image may loop)
 
     def open_dir(self, parts: List[str], create: bool = True) -> int:
         fd = os.dup(self.root)
@@ -1136,6 +1136,23 @@ class _Extractor:
                 os.close(fd)
 
     def tree(self, ip: str, parts: List[str], fd: int) -> None:
+        """Extract the directory ``ip`` (open as ``fd``) and everything below it.
+
+        Iterative, not recursive (a valid image may nest thousands of levels):
+        each directory below is reopened from the destination root, one
+        ``O_NOFOLLOW`` step at a time, when its turn comes."""
+        work: List[Tuple[str, List[str]]] = []
+        self._one_directory(ip, parts, fd, work)
+        while work:
+            ip, parts = work.pop()
+            dfd = self.open_dir(parts, create=False)
+            try:
+                self._one_directory(ip, parts, dfd, work)
+            finally:
+                os.close(dfd)
+
+    def _one_directory(self, ip: str, parts: List[str], fd: int, work: List[Tuple[str, List[str]]]) -> None:
+        subdirs = []
         for name, st in self.img.scandir(ip):
             child = ip + "\\" + name if ip else name
             if not _safe_name(name):
@@ -1145,29 +1162,26 @@ class _Extractor:
             cparts = parts + [name]
             if st.is_directory and not st.is_reparse_point:
                 if st.file_id in self.active:
-                    log.warning("skipping %r: a directory that contains itself (damaged image)", child)
+                    log.warning("skipping %r: a directory reached twice (damaged image)", child)
                     self.s.skipped.append(child)
                     continue
+                self.active.add(st.file_id)
                 try:
                     os.mkdir(name, 0o755, dir_fd=fd)
                 except FileExistsError:
                     pass
-                try:
-                    cfd = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=fd)
+                try:  # a planted symlink or file in the way is refused now, before anything below
+                    os.close(os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=fd))
                 except OSError as e:
                     raise LayerError("extract", self.img.path, child,
                                      f"cannot enter the destination directory ({e.strerror}); "
                                      "a symlink or file is in the way") from None
-                self.active.add(st.file_id)
-                try:
-                    self.tree(child, cparts, cfd)
-                finally:
-                    self.active.discard(st.file_id)
-                    os.close(cfd)
                 self.s.directories += 1
                 self.dir_times.append((cparts, st.last_access_time, st.last_write_time))
+                subdirs.append((child, cparts))
             else:
                 self.entry(child, cparts, name, fd, st)
+        work.extend(reversed(subdirs))
 
     def _clear(self, name: str, fd: int) -> None:
         if not self.overwrite:
