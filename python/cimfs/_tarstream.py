@@ -6,8 +6,9 @@ on Windows layer tars (every entry carries a PAX header), keeps every member in
 truncated or damaged header. For 100,000-file layers that alone is slower than
 GNU tar extracting the same archive, so this module parses the ustar/PAX/GNU
 headers itself (POSIX.1-2001 pax and ustar, plus GNU long names) and hands file
-data out as memoryviews of one reused buffer. :mod:`tarfile` is still used for
-writing (export, sample layers).
+data out as memoryviews of one reused buffer; header blocks and pax records are
+parsed in C++ (src/tar_header.cpp). :mod:`tarfile` is still used for writing
+(export, sample layers).
 
 Errors are :class:`TarFormatError` (a ValueError) with the byte offset; the
 importer wraps them in a CimError naming the source and entry.
@@ -16,6 +17,8 @@ importer wraps them in a CimError naming the source and entry.
 from __future__ import annotations
 
 from typing import BinaryIO, Dict, Iterator, Optional
+
+from ._core import tar_header as _tar_header, tar_pax as _tar_pax
 
 __all__ = ["TarEntry", "TarReader", "TarFormatError", "TarTruncatedError"]
 
@@ -56,7 +59,10 @@ class TarEntry:
 
 
 def _num(field: bytes, what: str, offset: int) -> int:
-    """Octal (NUL/space padded) or GNU base-256 number field."""
+    """Octal (NUL/space padded) or GNU base-256 number field.
+
+    For what the C++ parser leaves to Python: base-256 values beyond 64 bits, and
+    the error for a bad mtime field (only an error when no pax mtime replaces it)."""
     if field and field[0] & 0x80:
         v = int.from_bytes(field, "big") & ~(0x80 << (8 * (len(field) - 1)))
         if field[0] & 0x40:  # negative base-256 (0xff prefix)
@@ -71,58 +77,12 @@ def _num(field: bytes, what: str, offset: int) -> int:
         raise TarFormatError(f"bad {what} field {bytes(field)!r} in the header at offset {offset}", offset) from None
 
 
-def _str(field: bytes) -> str:
-    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-
-
 def parse_pax(data: bytes, offset: int) -> Dict[str, str]:
-    """Records ``"<len> <key>=<value>\\n"`` of a pax extended header."""
-    # Fast path: no value holds a newline, so splitting on newlines finds the records;
-    # every record's length prefix is still checked, and any mismatch takes the exact path.
-    lines = data.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-        out: Dict[str, str] = {}
-        try:
-            for ln in lines:
-                sp = ln.index(b" ")
-                if int(ln[:sp]) != len(ln) + 1:
-                    break
-                key, eq, value = ln[sp + 1 :].partition(b"=")
-                if not eq:
-                    break
-                out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-            else:
-                return out
-        except ValueError:
-            pass
-    return _parse_pax_exact(data, offset)
-
-
-def _parse_pax_exact(data: bytes, offset: int) -> Dict[str, str]:
-    out: Dict[str, str] = {}
-    pos = 0
-    n = len(data)
-    while pos < n:
-        if data[pos] == 0:  # padding
-            break
-        sp = data.find(b" ", pos, pos + 24)
-        if sp < 0:
-            raise TarFormatError(f"malformed pax record at offset {offset}+{pos}", offset)
-        try:
-            length = int(data[pos:sp])
-        except ValueError:
-            raise TarFormatError(f"malformed pax record length at offset {offset}+{pos}", offset) from None
-        end = pos + length
-        if length < 5 or end > n or data[end - 1] != 0x0A:
-            raise TarFormatError(f"malformed pax record at offset {offset}+{pos}", offset)
-        eq = data.find(b"=", sp + 1, end)
-        if eq < 0:
-            raise TarFormatError(f"pax record without '=' at offset {offset}+{pos}", offset)
-        key = data[sp + 1 : eq].decode("utf-8", "surrogateescape")
-        out[key] = data[eq + 1 : end - 1].decode("utf-8", "surrogateescape")
-        pos = end
-    return out
+    """Records ``"<len> <key>=<value>\\n"`` of a pax extended header (every length checked)."""
+    try:
+        return _tar_pax(data, offset)
+    except ValueError as e:
+        raise TarFormatError(str(e), offset) from None
 
 
 class TarReader:
@@ -249,26 +209,25 @@ class TarReader:
                             hoff)
                     if self._end - self._pos < BLOCK:
                         raise TarTruncatedError(f"the archive ends inside the header at offset {hoff}", hoff)
-                hdr = self._view[self._pos : self._pos + BLOCK]
-                if not any(hdr):
+                hpos = self._pos
+                try:
+                    hdr = _tar_header(self._buf, hpos, hoff)
+                except ValueError as e:
+                    self._pos += BLOCK
+                    self.offset += BLOCK
+                    raise TarFormatError(str(e), hoff) from None
+                if hdr is None:  # an all-zero block
                     if pax or longname is not None or longlink is not None:
                         raise TarFormatError(f"extended header at offset {start} is followed by the end of the "
                                              "archive", start)
                     self._pos += BLOCK
                     self.offset += BLOCK
                     return  # end-of-archive (a second zero block and any record padding are ignored)
-                block = bytes(hdr)
                 self._pos += BLOCK
                 self.offset += BLOCK
-                stored = _num(block[148:156], "checksum", hoff)
-                unsigned = sum(block) - sum(block[148:156]) + 256
-                if stored != unsigned:
-                    signed = sum((b if b < 128 else b - 256) for b in block[:148] + b" " * 8 + block[156:])
-                    if stored != signed:
-                        raise TarFormatError(
-                            f"bad header checksum at offset {hoff} (not a tar archive, or damaged)", hoff)
-                typeflag = chr(block[156]) if block[156] else "0"
-                size = _num(block[124:136], "size", hoff)
+                hname, typeflag, size, hlink, hmtime = hdr
+                if size is None:  # base-256 beyond 64 bits
+                    size = _num(bytes(self._view[hpos + 124 : hpos + 136]), "size", hoff)
                 if typeflag in "xgLK":
                     if size < 0 or size > (64 << 20):
                         raise TarFormatError(f"extended header at offset {hoff} claims {size} bytes", hoff)
@@ -284,12 +243,8 @@ class TarReader:
                         longlink = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
                     continue
                 break
-            name = _str(block[0:100])
-            if block[257:263] == b"ustar\x00" and block[345]:
-                name = _str(block[345:500]) + "/" + name
-            if longname is not None:
-                name = longname
-            linkname = longlink if longlink is not None else _str(block[157:257])
+            name = hname if longname is None else longname
+            linkname = longlink if longlink is not None else hlink
             if global_pax:
                 merged = dict(global_pax)
                 merged.update(pax)
@@ -302,7 +257,12 @@ class TarReader:
                         size = int(pax["size"])
                     except ValueError:
                         raise TarFormatError(f"bad pax size {pax['size']!r} at offset {start}", start) from None
-            mtime = 0 if "mtime" in pax else _num(block[136:148], "mtime", start)
+            if "mtime" in pax:
+                mtime = 0
+            elif hmtime is not None:
+                mtime = hmtime
+            else:  # the last header's block is still in the buffer
+                mtime = _num(bytes(self._view[hpos + 136 : hpos + 148]), "mtime", start)
             # As in tarfile and GNU tar: only regular files (and unknown types) carry data;
             # links, directories, devices and fifos never do, whatever their size field says.
             has_data = typeflag not in "123456"
