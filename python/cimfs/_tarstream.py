@@ -26,6 +26,11 @@ BLOCK = 512
 _BUF = 1 << 20
 
 _MAX_SIZE = (1 << 48) - 1  # an image stream's length field has 48 bits
+# Extended headers (PAX records, GNU long names) of one entry. Windows layers
+# need well under 200 KiB (a 64 KiB SD and a 64 KiB EA blob in base64, a
+# 32767-unit path); parsing costs several times the header's size, so a
+# decompression bomb must not get far past that.
+_MAX_EXTENDED = 1 << 20
 
 REGULAR = frozenset(b"0\x007")  # '7' (contiguous) reads as a regular file
 
@@ -229,8 +234,9 @@ class TarReader:
                 if size is None:  # base-256 beyond 64 bits
                     size = _num(bytes(self._view[hpos + 124 : hpos + 136]), "size", hoff)
                 if typeflag in "xgLK":
-                    if size < 0 or size > (64 << 20):
-                        raise TarFormatError(f"extended header at offset {hoff} claims {size} bytes", hoff)
+                    if size < 0 or size > _MAX_EXTENDED:
+                        raise TarFormatError(f"extended header at offset {hoff} claims {size} bytes "
+                                             f"(at most {_MAX_EXTENDED} are accepted)", hoff)
                     data = self._take(size, f"the extended header at offset {hoff}")
                     self._skip(-size % BLOCK, f"the extended header at offset {hoff}")
                     if typeflag == "x":
