@@ -4,7 +4,7 @@
 #include "cimfs/platform.hpp"
 
 #ifdef _WIN32
-#include <windows.h>
+#include "windows_h.hpp"
 #else
 #include <fcntl.h>
 #include <sys/file.h>

@@ -5,16 +5,7 @@
 // (rename_replace) the way POSIX allows. Positioned I/O uses ReadFile/WriteFile
 // with an OVERLAPPED offset on a synchronous handle: the call completes before
 // returning and the handle's file pointer is never relied on.
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0A00
-#endif
-#include <windows.h>
+#include "windows_h.hpp"
 #include <bcrypt.h>
 
 #include <cerrno>

@@ -6,16 +6,7 @@
 // provider handle may be shared by threads). Each Sha512 owns a hash object
 // created with BCRYPT_HASH_REUSABLE_FLAG, so BCryptFinishHash also resets it;
 // where that flag is refused (Windows 7) the hash object is recreated instead.
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0A00
-#endif
-#include <windows.h>
+#include "windows_h.hpp"
 #include <bcrypt.h>
 
 #include <cstdio>

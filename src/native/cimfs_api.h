@@ -15,13 +15,7 @@
 #error "cimfs_api.h is for Windows builds only"
 #endif
 
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#include <windows.h>
+#include "../windows_h.hpp"
 
 #include <cstddef>
 #include <type_traits>

@@ -36,16 +36,7 @@
 #include "cimfs/paths.hpp"
 #include "cimfs/platform.hpp"
 
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0A00
-#endif
-#include <windows.h>
+#include "../windows_h.hpp"
 
 // The cimfs.dll functions with this project's declarations (not the SDK's).
 #define CIMFS_API_NO_SDK_HEADER 1
