@@ -127,6 +127,12 @@ def _message(op: str, cim: str, subject: str, path: str, path2: str, reason: str
 
 def _from_core(code, subject, op, cim, path, path2, reason, sys_errno, winerror):
     """Build the exception for a core error (called by the extension module)."""
+    e = _build(code, subject, op, cim, path, path2, reason, sys_errno, winerror)
+    e.code = code  # the core's error kind, kept so that the error can be re-reported (at())
+    return e
+
+
+def _build(code, subject, op, cim, path, path2, reason, sys_errno, winerror):
     err = sys_errno or _ERRNO.get(code)
     msg = _message(op, cim, subject, path, path2, reason)
     kw = dict(cim=cim, op=op, reason=reason, errno=err, winerror=winerror)
@@ -157,3 +163,10 @@ def _from_core(code, subject, op, cim, path, path2, reason, sys_errno, winerror)
 def path_error(code: str, op: str, cim: str, path: str, reason: str) -> PathError:
     """A PathError raised by the Python layer itself, formatted like the core's."""
     return _from_core(code, "path", op, cim, path, "", reason, 0, 0)
+
+
+def at(e: CimError, op: str, path: str) -> CimError:
+    """The same core error, reported for the Python-level operation ``op`` on
+    ``path`` (the core only knows the file id it was asked about)."""
+    return _from_core(getattr(e, "code", "invalid_argument"), "path", op, e.cim, path, "", e.reason,
+                      e.errno or 0, getattr(e, "winerror", 0) or 0)

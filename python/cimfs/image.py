@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno as _errno
 import io
 import os
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 from . import _core
 from ._types import FileStat
-from .errors import PathError, path_error
+from .errors import CimError, PathError, at
 
 __all__ = ["Image", "CimFile", "open"]
 
@@ -126,7 +127,7 @@ class Image:
         try:
             return self._core.lookup(path)
         except PathError as e:
-            raise path_error(_code(e), op, e.cim, e.path or path, e.reason) from None
+            raise at(e, op, e.path or path) from None
 
     def info(self) -> dict:
         """Version, region sets (parents first) and region files, file count."""
@@ -255,9 +256,9 @@ class Image:
             handle = self._core.open_stream(fid, stream)
         except PathError:
             raise
-        except Exception as e:  # OpError without the path: add it
-            if hasattr(e, "reason") and not getattr(e, "path", ""):
-                raise path_error(_code(e), "open", e.cim, path, e.reason) from None
+        except CimError as e:  # reported by file id: add the path
+            if not getattr(e, "path", ""):
+                raise at(e, "open", path) from None
             raise
         return CimFile(self, handle, path)
 
@@ -271,19 +272,6 @@ class Image:
         return self._core.verify()
 
 
-def _code(e) -> str:
-    import errno as _e
-
-    return {
-        _e.ENOENT: "not_found",
-        _e.ENOTDIR: "not_a_directory",
-        _e.EISDIR: "is_a_directory",
-        _e.ENAMETOOLONG: "name_too_long",
-        _e.EEXIST: "exists",
-        _e.EIO: "corrupt_image",  # damage found when opening a stream stays a CorruptImageError
-    }.get(e.errno, "invalid_argument")
-
-
 class _ClosedImage:
     def __init__(self, path: str) -> None:
         self._path = path
@@ -291,7 +279,7 @@ class _ClosedImage:
     def __getattr__(self, name):
         from .errors import OpError
 
-        raise OpError(f"cim {name} {self._path}: the image is closed", cim=self._path, op=name, errno=9)
+        raise OpError(f"cim {name} {self._path}: the image is closed", cim=self._path, op=name, errno=_errno.EBADF)
 
 
 def open(path: PathLike) -> Image:  # noqa: A001 - mirrors builtins.open on purpose
