@@ -88,19 +88,19 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("directory", metavar="DIR")
     sp.add_argument("image", metavar="IMAGE.cim")
     sp.add_argument("-f", "--force", action="store_true", help="replace IMAGE if it exists")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     sp = add("ls", "list a directory of an image")
     sp.add_argument("image", metavar="IMAGE")
     sp.add_argument("path", nargs="?", default="", metavar="PATH")
     sp.add_argument("-l", dest="long", action="store_true", help="long format: attributes, size, time, link target")
     sp.add_argument("-R", dest="recursive", action="store_true", help="list subdirectories recursively")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     sp = add("stat", "show the metadata of one path")
     sp.add_argument("image", metavar="IMAGE")
     sp.add_argument("path", metavar="PATH")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     sp = add("cat", "write a file's content (or PATH:stream) to stdout")
     sp.add_argument("image", metavar="IMAGE")
@@ -111,22 +111,22 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("dest", metavar="DEST")
     sp.add_argument("paths", nargs="*", metavar="PATH")
     sp.add_argument("-f", "--force", action="store_true", help="replace files that already exist in DEST")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     sp = add("export", "write an image as a Windows container layer tar ('-' for stdout)")
     sp.add_argument("image", metavar="IMAGE")
     sp.add_argument("out", metavar="OUT.tar")
     sp.add_argument("--compress", choices=("none", "gzip", "zstd"), default=None,
                     help="compression (default: from OUT's suffix .gz/.zst, else none)")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     sp = add("info", "show an image's version, region sets, region files, object counts and usage")
     sp.add_argument("image", metavar="IMAGE")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     sp = add("verify", "check an image's whole structure (exit 1 on any problem)")
     sp.add_argument("image", metavar="IMAGE")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     sp = add("rm", "remove an image: its header and its own region and objectid files")
     sp.add_argument("image", metavar="IMAGE")
@@ -140,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("sample", "write a small sample Windows layer tar (for trying the other commands)")
     sp.add_argument("out", metavar="OUT.tar", help="output path ('-' for stdout); .gz/.zst suffix compresses")
     return p
+
+
+_JSON_HELP = "print the result as JSON (for scripts)"
 
 
 def _compression_for(path: str, explicit: Optional[str]) -> str:
