@@ -85,18 +85,6 @@ void RegionFile::truncate_to(std::uint64_t pos) {
     end_ = pos;
 }
 
-void RegionFile::move_down(std::uint64_t from, std::uint64_t to, std::uint64_t n) {
-    flush();
-    std::vector<unsigned char> chunk(static_cast<std::size_t>(std::min<std::uint64_t>(n, kHashChunk)));
-    std::uint64_t done = 0;
-    while (done < n) {
-        std::size_t c = static_cast<std::size_t>(std::min<std::uint64_t>(n - done, chunk.size()));
-        file_.pread_exact(chunk.data(), c, from + done);
-        file_.pwrite_all(chunk.data(), c, to + done);
-        done += c;
-    }
-}
-
 void RegionFile::finish(bool durable) {
     std::uint64_t len = round_up(end_, alignment());
     flush();
@@ -349,50 +337,21 @@ void ObjectStore::resolve_pending() {
         done_cv_.wait(lock, [this] { return outstanding_ == 0; });
         if (worker_error_) std::rethrow_exception(worker_error_);
     }
-    if (pending_.empty()) return;
-    // Deduplicate in write order, so the result does not depend on thread timing.
-    bool holes = false;
-    std::vector<bool> duplicate(pending_.size(), false);
-    for (std::size_t i = 0; i < pending_.size(); ++i) {
-        Pending& p = pending_[i];
+    // Record the large objects in write order, so the result does not depend on
+    // thread timing. None of them can duplicate an earlier object: one that
+    // might (same length and first 4 KiB, or a parent object's length) was
+    // compared when it was written and taken back if it was a duplicate
+    // (end_data). Should one match anyway, it is pointed at the earlier copy
+    // and its own bytes stay behind unreferenced: space lost, image still valid.
+    for (Pending& p : pending_) {
         if (std::uint64_t ro = lookup(p.id, kPageAlignment)) {
             p.final_offset = ro;
-            duplicate[i] = true;
-            holes = true;
             data_bytes_ -= p.length;
         } else {
             record(*p.region, p.id, p.offset);
             p.final_offset = make_region_offset(static_cast<std::uint16_t>(base_ + p.region->index_in_set()), p.offset);
         }
     }
-    if (!holes) return;
-    // Compact the page-aligned region: move each kept object down over the holes.
-    // Every object in that region is a pending one, stored in write order.
-    RegionFile& r = region(RegionType::page_data);
-    r.flush();
-    std::uint64_t cursor = kRegionHeaderSize;
-    std::unordered_map<std::uint64_t, std::uint64_t> moved;  // old offset -> new
-    for (std::size_t i = 0; i < pending_.size(); ++i) {
-        Pending& p = pending_[i];
-        if (duplicate[i]) continue;
-        std::uint64_t target = round_up(cursor, kPageAlignment);
-        if (target != p.offset) r.move_down(p.offset, target, p.length);
-        moved[p.offset] = target;
-        p.offset = target;
-        p.final_offset = make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), target);
-        cursor = target + p.length;
-    }
-    for (auto& e : r.entries) {
-        auto it = moved.find(e.offset);
-        if (it != moved.end()) {
-            e.offset = it->second;
-            known_[e.id] = make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), it->second);
-        }
-    }
-    // Duplicates of duplicates point at the moved copy.
-    for (std::size_t i = 0; i < pending_.size(); ++i)
-        if (duplicate[i]) pending_[i].final_offset = known_.at(pending_[i].id);
-    r.truncate_to(cursor);
 }
 
 std::uint64_t ObjectStore::resolved(const DataRef& ref) const {

@@ -40,8 +40,6 @@ public:
     // Drop everything from `pos` on (undo of the last object).
     void truncate_to(std::uint64_t pos);
     void flush();
-    // Copy [from, from+n) to `to` (to < from), for compaction.
-    void move_down(std::uint64_t from, std::uint64_t to, std::uint64_t n);
     // Pad the file to the alignment and flush; `durable` also fsyncs.
     void finish(bool durable);
 
@@ -92,7 +90,7 @@ public:
     void abort_data();
 
     // Wait for the hashes of large data, deduplicate them in the order they were
-    // written, and compact the page-aligned region if duplicates left holes.
+    // written (see end_data: duplicates were already taken back).
     void resolve_pending();
     std::uint64_t resolved(const DataRef& ref) const;
 

@@ -153,7 +153,7 @@ def test_same_bytes_whatever_the_writing_pattern(tmp_path):
     assert outputs[0] == outputs[1] == outputs[2]
 
 
-def test_non_adjacent_large_duplicates_are_compacted(tmp_path):
+def test_non_adjacent_large_duplicates_leave_no_holes(tmp_path):
     A, B, C, D = (blob(s, n) for s, n in [(1, 100_000), (2, 70_001), (3, 4096 * 20), (4, 65_536)])
     order = [("a1", A), ("b1", B), ("a2", A), ("c", C), ("b2", B), ("small", b"s" * 100), ("d", D), ("a3", A)]
     with cimfs.create(tmp_path, "t.cim") as w:
@@ -164,7 +164,7 @@ def test_non_adjacent_large_duplicates_are_compacted(tmp_path):
     lay = L.Layout(path)
     page = region_index(lay, L.REGION_PAGE_DATA)
     uniques = [A, B, C, D]
-    # compacted: the unique objects back to back (page-aligned), in first-write order
+    # no holes: the unique objects back to back (page-aligned), in first-write order
     expect_len = 4096 + sum(round_up(len(u), 4096) for u in uniques)
     assert len(lay.regions[page]) == expect_len
     offsets = sorted(off for _, _, off in lay.objectids[page].entries)
