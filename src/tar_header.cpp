@@ -114,6 +114,10 @@ std::string bytes_repr(const unsigned char* data, std::size_t len) {
     return out;
 }
 
+bool parse_decimal(std::string_view text, std::int64_t& out) {
+    return py_int(reinterpret_cast<const unsigned char*>(text.data()), text.size(), 10, out);
+}
+
 Number parse_number(const unsigned char* field, std::size_t len) {
     Number r;
     if (len && (field[0] & 0x80)) {

@@ -52,6 +52,10 @@ struct PaxRecord {
 std::string parse_pax(const unsigned char* data, std::size_t len, std::uint64_t offset,
                       std::vector<PaxRecord>& out);
 
+// Python's int(text) (decimal; sign, '_' between digits, surrounding
+// whitespace), saturating outside int64. False when int() would refuse it.
+bool parse_decimal(std::string_view text, std::int64_t& out);
+
 // Python's repr() of a bytes object (for messages).
 std::string bytes_repr(const unsigned char* data, std::size_t len);
 

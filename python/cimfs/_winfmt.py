@@ -8,7 +8,9 @@ and spec section 7 of docs/cim-format.md.
 from __future__ import annotations
 
 import struct
-from typing import List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple, Union
+
+from . import _core
 
 from ._times import UNIX_EPOCH_FILETIME
 
@@ -18,7 +20,6 @@ __all__ = [
     "ReparsePoint",
     "encode_reparse_point",
     "decode_reparse_point",
-    "filetime_from_pax",
     "pax_from_filetime",
     "REPARSE_TAG_SYMLINK",
     "REPARSE_TAG_MOUNT_POINT",
@@ -31,7 +32,7 @@ SYMLINK_FLAG_RELATIVE = 1
 _EA_HEAD = struct.Struct("<IBBH")
 
 
-def encode_eas(eas: List[Tuple[str, bytes]], flags: int = 0) -> bytes:
+def encode_eas(eas: List[Tuple[Union[str, bytes], bytes]], flags: int = 0) -> bytes:
     """A FILE_FULL_EA_INFORMATION chain for ``[(name, value), ...]`` in the given order.
 
     Each entry: NextEntryOffset u32 (to the next entry, which starts 4-byte
@@ -39,24 +40,10 @@ def encode_eas(eas: List[Tuple[str, bytes]], flags: int = 0) -> bytes:
     name (ASCII, no NUL counted), NUL, value. Names are kept exactly as given
     (NTFS upper-cases them when it stores them, so Windows exporters emit
     upper-case names already). Raises ValueError on names or values that do
-    not fit.
+    not fit. (Built by the C++ core, which the layer importer uses too.)
     """
-    parts = []
-    for i, (name, value) in enumerate(eas):
-        raw = name.encode("ascii") if isinstance(name, str) else bytes(name)
-        if not raw or len(raw) > 254 or b"\0" in raw:
-            raise ValueError(f"extended attribute name {name!r}: must be 1..254 ASCII bytes without NUL")
-        if len(value) > 0xFFFF:
-            raise ValueError(f"extended attribute {name!r}: value of {len(value)} bytes exceeds 65535")
-        body = _EA_HEAD.size + len(raw) + 1 + len(value)
-        last = i == len(eas) - 1
-        padded = body if last else (body + 3) & ~3
-        entry = _EA_HEAD.pack(0 if last else padded, flags, len(raw), len(value)) + raw + b"\0" + bytes(value)
-        parts.append(entry + b"\0" * (padded - body))
-    blob = b"".join(parts)
-    if len(blob) > 0xFFFF:
-        raise ValueError(f"extended attributes take {len(blob)} bytes; the format allows 65535")
-    return blob
+    return _core.encode_eas(
+        [(n.encode("utf-8", "surrogateescape") if isinstance(n, str) else bytes(n), bytes(v)) for n, v in eas], flags)
 
 
 def decode_eas(blob: bytes) -> List[Tuple[str, bytes, int]]:
@@ -92,17 +79,6 @@ class ReparsePoint(NamedTuple):
     is_mount_point: bool
 
 
-def _nt_target(target: str) -> Tuple[str, bool]:
-    """(substitute name, relative?) of a Windows link target."""
-    if target.startswith("\\\\?\\"):
-        return "\\??\\" + target[4:], False
-    if target.startswith("\\\\"):
-        return "\\??\\UNC\\" + target[2:], False
-    if len(target) >= 2 and target[1] == ":" and target[0].isascii() and target[0].isalpha():
-        return "\\??\\" + target, False
-    return target, True
-
-
 def encode_reparse_point(target: str, mount_point: bool = False) -> bytes:
     """REPARSE_DATA_BUFFER of a symlink (tag 0xA000000C, with a flags word:
     1 = relative) or a mount point/junction (0xA0000003, no flags word).
@@ -110,27 +86,9 @@ def encode_reparse_point(target: str, mount_point: bool = False) -> bytes:
     ``target`` is a Windows path (forward slashes are turned into backslashes).
     The path buffer holds the substitute name (NT form ``\\??\\C:\\...`` for
     absolute targets) then the print name, each NUL-terminated; the lengths do
-    not count the NULs.
+    not count the NULs. (Built by the C++ core, which the layer importer uses too.)
     """
-    target = target.replace("/", "\\")
-    if "\0" in target:
-        raise ValueError("a link target cannot contain a NUL character")
-    sub, relative = _nt_target(target)
-    sub16 = sub.encode("utf-16-le")
-    prn16 = target.encode("utf-16-le")
-    if len(sub16) + len(prn16) + 4 + 12 > 0xFFFF - 8:  # checked before packing the u16 lengths
-        raise ValueError(f"link target of {len(target)} characters is too long for a reparse point")
-    path = sub16 + b"\0\0" + prn16 + b"\0\0"
-    names = struct.pack("<HHHH", 0, len(sub16), len(sub16) + 2, len(prn16))
-    if mount_point:
-        body = names + path
-        tag = REPARSE_TAG_MOUNT_POINT
-    else:
-        body = names + struct.pack("<I", SYMLINK_FLAG_RELATIVE if relative else 0) + path
-        tag = REPARSE_TAG_SYMLINK
-    if len(body) > 0xFFFF - 8:
-        raise ValueError(f"link target of {len(target)} characters is too long for a reparse point")
-    return struct.pack("<IHH", tag, len(body), 0) + body
+    return _core.encode_reparse_point(target, mount_point)
 
 
 def decode_reparse_point(buf: bytes) -> Optional[ReparsePoint]:
@@ -162,28 +120,6 @@ def decode_reparse_point(buf: bytes) -> Optional[ReparsePoint]:
         if prn.startswith("UNC\\"):
             prn = "\\\\" + prn[4:]
     return ReparsePoint(tag, prn, sub, bool(flags & SYMLINK_FLAG_RELATIVE), tag == REPARSE_TAG_MOUNT_POINT)
-
-
-def filetime_from_pax(text: str) -> int:
-    """FILETIME of a PAX time record (decimal seconds since 1970, optional
-    fraction, optional sign), exact to 100 ns (extra digits are truncated)."""
-    # Fast path: the common "<digits>.<digits>" / "<digits>" forms.
-    whole, dot, frac = text.partition(".")
-    if whole.isdigit() and (not dot or frac.isdigit()):
-        return int(whole) * 10_000_000 + int((frac + "0000000")[:7]) + UNIX_EPOCH_FILETIME
-    s = text.strip()
-    neg = s.startswith("-")
-    if s[:1] in "+-":
-        s = s[1:]
-    whole, _, frac = s.partition(".")
-    if not whole and not frac:
-        raise ValueError(f"not a PAX time: {text!r}")
-    if not (whole or "0").isdigit() or (frac and not frac.isdigit()):
-        raise ValueError(f"not a PAX time: {text!r}")
-    ticks = int(whole or "0") * 10_000_000 + int((frac + "0000000")[:7])
-    if neg:
-        ticks = -ticks
-    return max(0, ticks + UNIX_EPOCH_FILETIME)
 
 
 def pax_from_filetime(ft: int) -> str:

@@ -45,34 +45,28 @@ Decisions where the issue and spec are silent (see also the README):
 from __future__ import annotations
 
 import base64
-import binascii
 import errno as _errno
 import io
 import logging
 import os
 import stat as _stat
-import struct
 import tarfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import BinaryIO, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from . import _core
 from ._tario import open_source
-from ._tarstream import TarFormatError, TarReader, TarTruncatedError
 from ._times import filetime_from_unix_ns, unix_ns_from_filetime
 from ._types import FileAttributes, FileInfo
 from ._winfmt import (
-    REPARSE_TAG_MOUNT_POINT,
-    REPARSE_TAG_SYMLINK,
     decode_eas,
     decode_reparse_point,
     encode_eas,
     encode_reparse_point,
-    filetime_from_pax,
     pax_from_filetime,
 )
-from .errors import CimError, PathError
+from .errors import CimError
 from .image import Image
 from .writer import Writer
 
@@ -161,340 +155,7 @@ class ImportSummary:
 
 
 # --------------------------------------------------------------------------------------
-# names
-
-
-_UPCASE: Optional[Dict[int, int]] = None
-
-
-def _key(path: str) -> str:
-    """Case-insensitive key of an image path: upper-cased through the image's own upcase
-    table (Windows' rules; ``str.upper`` differs, e.g. it turns ß into SS)."""
-    if path.isascii():
-        return path.upper()
-    global _UPCASE
-    if _UPCASE is None:
-        t = _core.upcase_table()  # 65536 little-endian u16
-        _UPCASE = {i: u for i, u in enumerate(struct.unpack(f"<{len(t) // 2}H", t)) if u != i}
-    return path.translate(_UPCASE)
-
-
-def _image_path(name: str) -> Tuple[str, Optional[str]]:
-    """A tar entry name as an image path and optional stream name.
-
-    Raises ValueError for names that would escape the image: absolute paths,
-    drive letters, ``..`` components, NUL characters.
-    """
-    if not name.isascii():
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:  # the tar reader keeps bytes that are not UTF-8 as lone surrogates
-            raise ValueError("the name is not valid UTF-8") from None
-    if "\\" not in name and ":" not in name and "\0" not in name and not name.startswith("/") and \
-            ".." not in name and "//" not in name and "/./" not in name and not name.startswith("./") and \
-            name not in ("", ".") and not name.endswith("/."):
-        # Fast path: a plain relative name such as "Files/Windows/x.dll" or "Files/dir/".
-        return name.rstrip("/").replace("/", "\\"), None
-    if "\0" in name:
-        raise ValueError("the name contains a NUL character")
-    n = name.replace("\\", "/")
-    if n.startswith("/") or (len(n) >= 2 and n[1] == ":" and n[0].isalpha()):
-        raise ValueError("absolute paths are not allowed in a layer")
-    parts = [p for p in n.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise ValueError("'..' components would escape the layer")
-    if not parts:
-        return "", None
-    last = parts[-1]
-    stream = None
-    if ":" in last:
-        base, _, stream = last.partition(":")
-        if stream.upper().endswith(":$DATA"):
-            stream = stream[: -len(":$DATA")]
-        if not base or not stream or ":" in stream:
-            raise ValueError("a ':' in a name must separate a file from a stream name (file:stream[:$DATA])")
-        parts[-1] = base
-    for p in parts[:-1]:
-        if ":" in p:
-            raise ValueError("':' is not allowed in a directory name")
-    return "\\".join(parts), stream
-
-
-def _parent_of(path: str) -> str:
-    i = path.rfind("\\")
-    return path[:i] if i >= 0 else ""
-
-
-def _b64(entry: str, record: str, value: str, source: str) -> bytes:
-    try:
-        return base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise LayerError("import", source, entry, f"not valid base64 ({e})", record=record) from None
-
-
-# --------------------------------------------------------------------------------------
 # import
-
-
-class _Importer:
-    def __init__(self, writer: Writer, source: str, parent: Optional[Image], summary: ImportSummary,
-                 progress: Optional[ProgressFn], counter, total: Optional[int]) -> None:
-        self.w = writer
-        self.source = source
-        self.parent = parent
-        self.s = summary
-        self.progress = progress
-        self.counter = counter
-        self.total = total
-        # What this import has put into the image, keyed case-insensitively:
-        # key -> 'd' directory, 'D' directory created implicitly, 'f' file.
-        self.kinds: Dict[str, str] = {"": "d"}
-        self.parent_dirs: Dict[str, bool] = {}
-        self.last_file: Optional[str] = None
-        self.sd_cache: Dict[str, bytes] = {}
-
-    # -- helpers -----------------------------------------------------------------
-    def err(self, entry: str, reason: str, record: str = "") -> LayerError:
-        return LayerError("import", self.source, entry, reason, record=record, cim=self.w.path)
-
-    def is_dir(self, path: str) -> bool:
-        k = self.kinds.get(_key(path))
-        if k is not None:
-            return k in "dD"
-        if self.parent is None:
-            return False
-        key = _key(path)
-        cached = self.parent_dirs.get(key)
-        if cached is None:
-            cached = self.parent.is_dir(path)
-            self.parent_dirs[key] = cached
-        return cached
-
-    def ensure_parents(self, path: str) -> None:
-        parent = _parent_of(path)
-        if not parent or self.is_dir(parent):
-            return
-        missing = []
-        while parent and not self.is_dir(parent):
-            missing.append(parent)
-            parent = _parent_of(parent)
-        for d in reversed(missing):
-            log.debug("creating missing parent directory %s", d)
-            self.w.add_directory(d)
-            self.kinds[_key(d)] = "D"
-            self.s.implicit_directories += 1
-
-    def info(self, e, kind: str) -> FileInfo:
-        pax = e.pax
-        attrs = 0
-        if PAX_ATTR in pax:
-            try:
-                attrs = int(pax[PAX_ATTR], 0) & 0xFFFFFFFF
-            except ValueError:
-                raise self.err(e.name, f"not a number: {pax[PAX_ATTR]!r}", PAX_ATTR) from None
-        if kind == "dir":
-            attrs |= _DIR
-            attrs &= ~_REPARSE
-        elif kind == "file":
-            attrs &= ~(_DIR | _REPARSE)
-        else:  # symlink
-            attrs |= _REPARSE
-        try:
-            mtime = filetime_from_pax(pax["mtime"]) if "mtime" in pax else filetime_from_unix_ns(
-                e.mtime * 1_000_000_000)
-            atime = filetime_from_pax(pax["atime"]) if "atime" in pax else mtime
-            ctime = filetime_from_pax(pax["ctime"]) if "ctime" in pax else mtime
-            btime = filetime_from_pax(pax[PAX_CREATION]) if PAX_CREATION in pax else mtime
-            if max(mtime, atime, ctime, btime) > 0xFFFFFFFFFFFFFFFF:
-                raise ValueError("a time is beyond the FILETIME range (year 60056)")
-        except ValueError as ex:
-            raise self.err(e.name, str(ex), "time") from None
-        sd: Optional[bytes] = None
-        if PAX_RAWSD in pax:
-            text = pax[PAX_RAWSD]
-            sd = self.sd_cache.get(text)
-            if sd is None:
-                # Layers share a few dozen descriptors among all their files: decode each once.
-                sd = _b64(e.name, PAX_RAWSD, text, self.source)
-                if len(sd) < 20 or sd[0] != 1:
-                    raise self.err(e.name, f"not a self-relative security descriptor ({len(sd)} bytes)", PAX_RAWSD)
-                if len(self.sd_cache) < 4096:
-                    self.sd_cache[text] = sd
-        elif PAX_SDDL in pax:
-            raise self.err(
-                e.name,
-                "SDDL security descriptors are not supported: no maintained library converts SDDL to a "
-                "binary descriptor on this platform; re-export the layer with MSWINDOWS.rawsd records",
-                PAX_SDDL)
-        eas = []
-        for k, v in pax.items():
-            if k.startswith(PAX_XATTR):
-                eas.append((k[len(PAX_XATTR):], _b64(e.name, k, v, self.source)))
-        ea_blob = b""
-        if eas:
-            try:
-                ea_blob = encode_eas(eas)
-            except (ValueError, UnicodeEncodeError) as ex:
-                raise self.err(e.name, str(ex), PAX_XATTR + "*") from None
-        reparse = b""
-        if kind == "symlink":
-            if PAX_REPARSE in pax:
-                reparse = _b64(e.name, PAX_REPARSE, pax[PAX_REPARSE], self.source)
-            else:
-                if not e.linkname:
-                    raise self.err(e.name, "symlink without a target")
-                try:
-                    reparse = encode_reparse_point(e.linkname, mount_point=PAX_MOUNTPOINT in pax)
-                except ValueError as ex:
-                    raise self.err(e.name, str(ex)) from None
-        return FileInfo(attributes=attrs, creation_time=btime, last_write_time=mtime, change_time=ctime,
-                        last_access_time=atime, security_descriptor=sd, extended_attributes=ea_blob,
-                        reparse_data=reparse)
-
-    # -- the loop -------------------------------------------------------------------
-    def run(self, reader: TarReader) -> None:
-        s = self.s
-        last_report = time.monotonic()
-        for e in reader:
-            s.entries += 1
-            if self.progress is not None and (s.entries & 63) == 0:
-                now = time.monotonic()
-                if now - last_report >= 0.2:
-                    last_report = now
-                    self.progress(self.counter.consumed, self.total, s.entries)
-            try:
-                self.one(e, reader)
-            except LayerError:
-                raise
-            except CimError as ex:
-                raise self.err(e.name, ex.reason if ex.reason else str(ex)) from None
-        if self.progress is not None:
-            self.progress(self.counter.consumed, self.total, s.entries)
-
-    def one(self, e, reader: TarReader) -> None:
-        s = self.s
-        try:
-            path, stream = _image_path(e.name)
-        except ValueError as ex:
-            raise self.err(e.name, str(ex)) from None
-        t = e.type
-        base = path.rpartition("\\")[2]
-        if base.startswith(".wh.") and stream is None:
-            self.whiteout(e, path, base)
-            return
-        if stream is not None:
-            if t not in "07":
-                raise self.err(e.name, f"a stream entry must be a regular file (type {t!r})")
-            if self.last_file is None or _key(self.last_file) != _key(path):
-                if _key(path) in self.kinds or (self.parent is not None and self.parent.exists(path)):
-                    pass  # a stream for a file added earlier: allowed
-                else:
-                    raise self.err(e.name, f"alternate data stream comes before its file {path!r}")
-            self.w.add_stream(path + ":" + stream, e.size)
-            self.copy_data(reader, e)
-            s.streams += 1
-            s.bytes += e.size
-            return
-        if path == "":
-            if t != "5":
-                raise self.err(e.name, "the root of a layer can only be a directory")
-            self.w.add_directory("", self.info(e, "dir"))
-            return
-        key = _key(path)
-        if t == "5":
-            self.ensure_parents(path)
-            prev = self.kinds.get(key)
-            if prev == "f":
-                raise self.err(e.name, "a directory entry names an existing file")
-            self.w.add_directory(path, self.info(e, "dir"))
-            self.kinds[key] = "d"
-            if prev is None:
-                s.directories += 1
-            elif prev == "D":
-                s.directories += 1
-                s.implicit_directories -= 1
-            self.last_file = None
-        elif t in "07":
-            self.ensure_parents(path)
-            if self.kinds.get(key) in ("d", "D"):
-                raise self.err(e.name, "a file entry names an existing directory")
-            i = self.info(e, "file")
-            # The writer's core directly: this runs once per file (100,000 times for a big layer).
-            self.w._core.add_file(path, i.attributes, e.size, i.creation_time, i.last_write_time, i.change_time,
-                                  i.last_access_time, i.security_descriptor, i.extended_attributes,
-                                  i.reparse_data)
-            self.copy_data(reader, e)
-            self.kinds[key] = "f"
-            self.last_file = path
-            s.files += 1
-            s.bytes += e.size
-        elif t == "1":
-            try:
-                target, tstream = _image_path(e.linkname)
-            except ValueError as ex:
-                raise self.err(e.name, f"hard link target {e.linkname!r}: {ex}") from None
-            if tstream is not None or not target:
-                raise self.err(e.name, f"hard link target {e.linkname!r} is not a file")
-            self.ensure_parents(path)
-            if self.kinds.get(_key(target)) in ("d", "D"):
-                raise self.err(e.name, f"hard link target {e.linkname!r} is a directory")
-            try:
-                self.w.add_link(target, path)
-            except CimError as ex:
-                raise self.err(e.name, f"hard link to {e.linkname!r}: {ex.reason}") from None
-            self.kinds[key] = "f"
-            self.last_file = path
-            s.links += 1
-        elif t == "2":
-            self.ensure_parents(path)
-            info = self.info(e, "symlink")
-            self.w.add_file(path, info)
-            self.kinds[key] = "d" if info.attributes & _DIR else "f"
-            self.last_file = path
-            s.symlinks += 1
-        else:
-            kinds = {"3": "character device", "4": "block device", "6": "FIFO", "S": "GNU sparse file",
-                     "D": "GNU dump directory", "M": "GNU multi-volume continuation", "V": "volume label"}
-            what = kinds.get(t, "unknown entry type")
-            raise self.err(e.name, f"{what} (type {t!r}) cannot be stored in a Windows layer")
-
-    def copy_data(self, reader: TarReader, e) -> None:
-        write = self.w._core.write
-        for chunk in reader.data_chunks():
-            write(chunk)
-        self.w._core.close_stream()
-
-    def whiteout(self, e, path: str, base: str) -> None:
-        self.s.whiteouts += 1
-        dirpath = _parent_of(path)
-        if base == ".wh..wh..opq":
-            if self.parent is None or not self.parent.is_dir(dirpath):
-                return
-            for name in self.parent.listdir(dirpath):
-                child = dirpath + "\\" + name if dirpath else name
-                if _key(child) not in self.kinds:
-                    self.remove(child)
-            return
-        target = base[len(".wh."):]
-        if not target:
-            raise self.err(e.name, "whiteout without a name")
-        victim = dirpath + "\\" + target if dirpath else target
-        self.remove(victim)
-
-    def remove(self, victim: str) -> None:
-        try:
-            self.w.remove(victim)
-        except PathError as ex:
-            if ex.errno in (_errno.ENOENT, _errno.ENOTDIR):
-                log.debug("whiteout of %s: nothing to remove", victim)
-                return
-            raise
-        k = _key(victim) + "\\"
-        for key in [x for x in self.kinds if x == k[:-1] or x.startswith(k)]:
-            del self.kinds[key]
-        if self.last_file is not None and _key(self.last_file) == _key(victim):
-            self.last_file = None
-        log.debug("whiteout removed %s", victim)
 
 
 def _split_cim_path(cim_path: PathLike) -> Tuple[str, str]:
@@ -503,6 +164,46 @@ def _split_cim_path(cim_path: PathLike) -> Tuple[str, str]:
     if not name:
         raise LayerError("import", p, "", "the image path names a directory, not an image file")
     return directory or ".", name
+
+
+def _run_import(w: Writer, parent_path: Optional[str], reader: BinaryIO, counter, total: Optional[int],
+                buffer_size: int, progress: Optional[ProgressFn], summary: ImportSummary, display: str) -> None:
+    """The tar's entries into ``w`` by the C++ importer, which calls back here only
+    to read (decompressed) input and to log."""
+    imp = _core.LayerImporter(w._core, parent_path, buffer_size)
+    source_readinto = getattr(reader, "readinto", None)
+    last_report = time.monotonic()
+
+    def readinto(view: memoryview) -> int:
+        nonlocal last_report
+        if source_readinto is not None:
+            n = source_readinto(view) or 0
+        else:
+            data = reader.read(len(view))
+            n = len(data)
+            view[:n] = data
+        if progress is not None:
+            now = time.monotonic()
+            if now - last_report >= 0.2 or not n:
+                last_report = now
+                progress(counter.consumed, total, imp.entries)
+        return n
+
+    try:
+        imp.run(readinto, log.debug if log.isEnabledFor(logging.DEBUG) else None)
+    except _core.LayerImportFailure as ex:
+        entry, record, reason = ex.args
+        raise LayerError("import", display, entry, reason, record=record, cim=w.path) from None
+    except CimError:
+        raise
+    except (EOFError, OSError) as ex:
+        raise LayerError("import", display, "", f"reading the input failed: {ex}", cim=w.path) from None
+    except Exception as ex:  # decompressor errors (zstd, lzma) are not OSErrors
+        raise LayerError("import", display, "", f"reading the input failed: {type(ex).__name__}: {ex}",
+                         cim=w.path) from None
+    finally:
+        for k, v in imp.stats().items():
+            setattr(summary, k, v)
 
 
 def import_tar(
@@ -540,52 +241,29 @@ def import_tar(
     summary.source = display
     summary.compression = compression
     made_dir = None
-    parent_img: Optional[Image] = None
     try:
         if not os.path.isdir(directory):
             made_dir = _makedirs(directory)
         if os.path.lexists(image_path):
             _core.destroy(image_path, False)
-        parent_name = None
+        parent_name = parent_path = None
         if parent is not None:
             parent_name = os.fspath(parent)
             pdir, pname = os.path.split(parent_name)
             if pdir and os.path.abspath(pdir) != os.path.abspath(directory):
                 raise LayerError("import", display, "",
                                  f"the parent image {parent_name} must be in the image's directory {directory}")
-            parent_img = Image(os.path.join(directory, pname))
             parent_name = pname
+            parent_path = os.path.join(directory, pname)
         log.info("importing %s (%s) into %s", display, compression, image_path)
-        try:
-            w = Writer(directory, name, parent=parent_name, region_set=region_set, format_version=format_version)
-        except Exception:
-            if parent_img is not None:
-                parent_img.close()
-            raise
+        w = Writer(directory, name, parent=parent_name, region_set=region_set, format_version=format_version)
         with w:
-            imp = _Importer(w, display, parent_img, summary, progress, counter, total)
-            try:
-                imp.run(TarReader(reader, buffer_size))
-            except TarTruncatedError as ex:
-                raise LayerError("import", display, ex.entry, f"truncated archive: {ex}", cim=image_path) from None
-            except TarFormatError as ex:
-                raise LayerError("import", display, ex.entry, str(ex), cim=image_path) from None
-            except (EOFError, OSError) as ex:
-                if isinstance(ex, CimError):
-                    raise
-                raise LayerError("import", display, "", f"reading the input failed: {ex}", cim=image_path) from None
-            except Exception as ex:  # decompressor errors (zstd, lzma) are not OSErrors
-                if isinstance(ex, CimError):
-                    raise
-                raise LayerError("import", display, "", f"reading the input failed: {type(ex).__name__}: {ex}",
-                                 cim=image_path) from None
+            _run_import(w, parent_path, reader, counter, total, buffer_size, progress, summary, display)
     except BaseException:
         if made_dir is not None:
             _remove_empty_dirs(made_dir, directory)
         raise
     finally:
-        if parent_img is not None:
-            parent_img.close()
         for c in closers:
             try:
                 c()

@@ -46,6 +46,6 @@ void register_errors(py::module_& m);
 void bind_writer(py::module_& m);
 void bind_image(py::module_& m);
 void bind_native(py::module_& m);
-void bind_tar(py::module_& m);
+void bind_layer(py::module_& m);
 
 }  // namespace cimfs::bindings

@@ -96,7 +96,7 @@ PYBIND11_MODULE(_core, m) {
     bind_writer(m);
     bind_image(m);
     bind_native(m);
-    bind_tar(m);
+    bind_layer(m);
 
     m.def("upcase_table", [] {
         const std::uint16_t* t = windows_upcase_table();
