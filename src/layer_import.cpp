@@ -96,7 +96,10 @@ struct Entry {
 class TarStream {
 public:
     TarStream(const ReadFn& read, std::size_t buffer_size)
-        : read_(read), buf_(std::max<std::size_t>(buffer_size, 64 * kBlock)) {}
+        : read_(&read), buf_(std::max<std::size_t>(buffer_size, 64 * kBlock)), base_(buf_.data()) {}
+    // A tar in memory: all of it is "read" from the start.
+    TarStream(const unsigned char* data, std::size_t size, const TickFn& tick)
+        : tick_(&tick), base_(data), end_(size), eof_(true) {}
 
     // The next entry; false at the end of the archive. Skips whatever the
     // caller left of the previous entry's data.
@@ -110,23 +113,42 @@ public:
             if (pos_ == end_ && !fill())
                 truncated(name_, "the archive ends inside the data of " + str_repr(name_) + " (" +
                                      std::to_string(left_) + " of " + std::to_string(size_) + " bytes missing)");
-            std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(left_, end_ - pos_));
-            sink(buf_.data() + pos_, k);
+            std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>({left_, end_ - pos_, kMaxPiece}));
+            sink(base_ + pos_, k);
             pos_ += k;
             offset_ += k;
             left_ -= k;
+            tick();
+        }
+    }
+
+    // Report progress to a mapped input's tick function every kTickBytes.
+    void tick() {
+        if (tick_ && offset_ >= next_tick_) {
+            (*tick_)(offset_);
+            next_tick_ = offset_ + kTickBytes;
         }
     }
 
 private:
     std::size_t fill();
-    void take(std::size_t n, const std::string& what, std::string& out);
-    void skip(std::uint64_t n, const std::string& what);
+    // `what` names the part being read, for the message when the archive ends in it.
+    template <class What>
+    void take(std::size_t n, What&& what, std::string& out);
+    template <class What>
+    void skip(std::uint64_t n, What&& what);
 
-    const ReadFn& read_;
+    // Pieces of mapped data handed to the writer at once, and how often a mapped
+    // input reports progress (in which the caller may drop the pages behind it).
+    static constexpr std::uint64_t kMaxPiece = 8 << 20, kTickBytes = 8 << 20;
+
+    const ReadFn* read_ = nullptr;
+    const TickFn* tick_ = nullptr;
     std::vector<unsigned char> buf_;
+    const unsigned char* base_;  // buf_, or the mapped tar
     std::size_t pos_ = 0, end_ = 0;
     bool eof_ = false;
+    std::uint64_t next_tick_ = kTickBytes;
     std::uint64_t offset_ = 0;  // archive offset of buf_[pos_]
     std::uint64_t left_ = 0;    // data of the current entry not consumed yet
     std::uint64_t pad_ = 0;     // padding after it
@@ -144,7 +166,7 @@ std::size_t TarStream::fill() {
         end_ -= pos_;
         pos_ = 0;
     }
-    std::size_t n = read_(buf_.data() + end_, buf_.size() - end_);
+    std::size_t n = (*read_)(buf_.data() + end_, buf_.size() - end_);
     if (!n) {
         eof_ = true;
         return 0;
@@ -153,23 +175,25 @@ std::size_t TarStream::fill() {
     return n;
 }
 
-void TarStream::take(std::size_t n, const std::string& what, std::string& out) {
+template <class What>
+void TarStream::take(std::size_t n, What&& what, std::string& out) {
     out.clear();
     while (n) {
         if (pos_ == end_ && !fill())
-            truncated("", "the archive ends inside " + what + " (offset " + at_offset(offset_) + ")");
+            truncated("", "the archive ends inside " + what() + " (offset " + at_offset(offset_) + ")");
         std::size_t k = std::min(n, end_ - pos_);
-        out.append(reinterpret_cast<const char*>(buf_.data() + pos_), k);
+        out.append(reinterpret_cast<const char*>(base_ + pos_), k);
         pos_ += k;
         offset_ += k;
         n -= k;
     }
 }
 
-void TarStream::skip(std::uint64_t n, const std::string& what) {
+template <class What>
+void TarStream::skip(std::uint64_t n, What&& what) {
     while (n) {
         if (pos_ == end_ && !fill())
-            truncated("", "the archive ends inside " + what + " (offset " + at_offset(offset_) + ")");
+            truncated("", "the archive ends inside " + what() + " (offset " + at_offset(offset_) + ")");
         std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(n, end_ - pos_));
         pos_ += k;
         offset_ += k;
@@ -180,10 +204,11 @@ void TarStream::skip(std::uint64_t n, const std::string& what) {
 std::uint64_t padding(std::uint64_t size) { return (kBlock - size % kBlock) % kBlock; }
 
 bool TarStream::next(Entry& e) {
+    tick();
     if (left_ || pad_) {
-        skip(left_, "the data of " + str_repr(name_));
+        skip(left_, [this] { return "the data of " + str_repr(name_); });
         left_ = 0;
-        skip(pad_, "the padding after " + str_repr(name_));
+        skip(pad_, [this] { return "the padding after " + str_repr(name_); });
         pad_ = 0;
     }
     Pax pax;
@@ -208,7 +233,7 @@ bool TarStream::next(Entry& e) {
             }
             if (end_ - pos_ < kBlock) truncated("", "the archive ends inside the header at offset " + at_offset(hoff));
         }
-        const unsigned char* block = buf_.data() + pos_;
+        const unsigned char* block = base_ + pos_;
         tar::Header h;
         std::string err = tar::parse_header(block, kBlock, hoff, h);
         if (!err.empty()) fail("", err);
@@ -230,7 +255,7 @@ bool TarStream::next(Entry& e) {
                 fail("", "extended header at offset " + at_offset(hoff) + " claims " +
                              (size_wide ? std::string("more than 2^63") : std::to_string(size)) +
                              " bytes (at most " + std::to_string(kMaxExtended) + " are accepted)");
-            std::string what = "the extended header at offset " + at_offset(hoff);
+            auto what = [hoff] { return "the extended header at offset " + at_offset(hoff); };
             take(static_cast<std::size_t>(size), what, extended);
             skip(padding(static_cast<std::uint64_t>(size)), what);
             if (type == 'x' || type == 'g') {
@@ -428,7 +453,7 @@ struct LayerImporter::Impl {
     const std::uint16_t* up = windows_upcase_table();
     // What this import has put into the image, keyed by the upcased path:
     // 'd' directory, 'D' directory created because an entry needed it, 'f' file.
-    std::map<std::u16string, char> kinds{{u"", 'd'}};
+    std::unordered_map<std::u16string, char> kinds{{u"", 'd'}};
     std::unordered_map<std::u16string, bool> parent_dirs;  // upcased path -> is a directory in the parent
     std::optional<std::u16string> last_file;               // upcased path of the last file added
     std::unordered_map<std::string, Bytes> sd_cache;       // rawsd text -> descriptor
@@ -575,6 +600,8 @@ struct LayerImporter::Impl {
         return m;
     }
 
+    void run(TarStream& tar);
+
     // ---- entries --------------------------------------------------------------------
     void copy_data(TarStream& tar) {
         tar.data([this](const unsigned char* p, std::size_t n) { w.write(p, n); });
@@ -582,6 +609,9 @@ struct LayerImporter::Impl {
     }
 
     void remove(const std::u16string& victim) {
+        // Only a directory can have entries of this layer below it (a file of the
+        // parent that this layer never touched has none).
+        bool was_dir = is_dir(victim);
         try {
             w.remove(victim);
         } catch (const Error& ex) {
@@ -592,10 +622,13 @@ struct LayerImporter::Impl {
             throw;
         }
         std::u16string k = key(victim);
-        kinds.erase(k);
-        std::u16string below = k + u'\\';
-        auto it = kinds.lower_bound(below);
-        while (it != kinds.end() && it->first.compare(0, below.size(), below) == 0) it = kinds.erase(it);
+        auto it = kinds.find(k);
+        if (it != kinds.end()) kinds.erase(it);
+        if (was_dir) {  // what this layer added below a removed directory goes too
+            std::u16string below = k + u'\\';
+            for (auto c = kinds.begin(); c != kinds.end();)
+                c = c->first.compare(0, below.size(), below) == 0 ? kinds.erase(c) : std::next(c);
+        }
         if (last_file && *last_file == k) last_file.reset();
         debug("whiteout removed " + to_utf8(victim));
     }
@@ -731,8 +764,17 @@ void LayerImporter::set_log(LogFn log) { impl_->log = std::move(log); }
 const ImportStats& LayerImporter::stats() const { return impl_->s; }
 
 void LayerImporter::run(const ReadFn& read) {
-    Impl& im = *impl_;
-    TarStream tar(read, im.buffer_size);
+    TarStream tar(read, impl_->buffer_size);
+    impl_->run(tar);
+}
+
+void LayerImporter::run_mapped(const unsigned char* data, std::size_t size, const TickFn& tick) {
+    TarStream tar(data, size, tick);
+    impl_->run(tar);
+}
+
+void LayerImporter::Impl::run(TarStream& tar) {
+    Impl& im = *this;
     while (tar.next(im.e)) {
         ++im.s.entries;
         try {

@@ -186,7 +186,7 @@ private:
     struct OpenStream {
         Node* node = nullptr;
         std::u16string stream;  // empty: default stream
-        std::string path;       // for messages
+        std::u16string path;    // for messages
         std::uint64_t declared = 0, written = 0;
     } open_;
 
@@ -424,15 +424,12 @@ void PortableWriter::unlink(Node* parent, const std::u16string& key) {
 
 void PortableWriter::set_metadata(Node* node, const FileMetadata& meta, const char* op,
                                   const std::u16string& path) {
-    std::string p8 = to_utf8(path);
+    auto invalid = [&](const char* why) { throw_path_error(Errc::invalid_argument, op, image_path_, to_utf8(path), why, EINVAL); };
     Bytes sd = meta.security_descriptor ? *meta.security_descriptor : null_dacl_security_descriptor();
-    if (const char* why = check_security_descriptor(sd))
-        throw_path_error(Errc::invalid_argument, op, image_path_, p8, why, EINVAL);
-    if (const char* why = check_extended_attributes(meta.extended_attributes))
-        throw_path_error(Errc::invalid_argument, op, image_path_, p8, why, EINVAL);
+    if (const char* why = check_security_descriptor(sd)) invalid(why);
+    if (const char* why = check_extended_attributes(meta.extended_attributes)) invalid(why);
     if (!meta.reparse_data.empty())
-        if (const char* why = check_reparse_data(meta.reparse_data))
-            throw_path_error(Errc::invalid_argument, op, image_path_, p8, why, EINVAL);
+        if (const char* why = check_reparse_data(meta.reparse_data)) invalid(why);
     // Stored objects: SD (u16 length prefix), EA blob (no prefix), reparse (u16 prefix).
     std::string obj;
     obj.resize(2);
@@ -501,7 +498,7 @@ void PortableWriter::add_file(const std::u16string& path, const FileMetadata& me
         store_->begin_data(meta.size);
         open_.node = node;
         open_.stream.clear();
-        open_.path = to_utf8(join_path(comps));
+        open_.path = join_path(comps);
         open_.declared = meta.size;
         open_.written = 0;
     }
@@ -512,7 +509,7 @@ void PortableWriter::write(const void* data, std::size_t n) {
     if (!open_.node)
         throw_op_error(Errc::bad_state, "write", image_path_, "no stream is open (add a file with a size first)");
     if (n > open_.declared - open_.written)
-        throw_path_error(Errc::invalid_argument, "write", image_path_, open_.path,
+        throw_path_error(Errc::invalid_argument, "write", image_path_, to_utf8(open_.path),
                          "write of " + std::to_string(n) + " bytes past the declared size of " +
                              std::to_string(open_.declared) + " bytes (" + std::to_string(open_.written) + " written)",
                          EINVAL);
@@ -537,7 +534,7 @@ void PortableWriter::close_stream() {
         } else {
             s.node->streams.erase(upcase(s.stream, upcase_));
         }
-        throw_path_error(Errc::invalid_argument, "write", image_path_, s.path,
+        throw_path_error(Errc::invalid_argument, "write", image_path_, to_utf8(s.path),
                          "stream closed after " + std::to_string(s.written) + " of its declared " +
                              std::to_string(s.declared) + " bytes",
                          EINVAL);
@@ -580,7 +577,7 @@ void PortableWriter::add_alternate_stream(const std::u16string& path, std::uint6
         store_->begin_data(size);
         open_.node = node;
         open_.stream = stream;
-        open_.path = to_utf8(join_path(comps)) + ":" + to_utf8(stream);
+        open_.path = join_path(comps) + u':' + stream;
         open_.declared = size;
         open_.written = 0;
     }

@@ -141,13 +141,26 @@ void ObjectStore::record(RegionFile& r, const ObjectId& id, std::uint64_t offset
 }
 
 std::uint64_t ObjectStore::put_metadata(const void* data, std::size_t n) {
+    // Files share a few security descriptors (and EA blobs): the same bytes again
+    // are found without hashing them.
+    constexpr std::size_t kRecentLimit = 1024, kRecentCount = 1 << 16;
+    std::string bytes;
+    if (n <= kRecentLimit) {
+        bytes.assign(static_cast<const char*>(data), n);
+        auto it = recent_metadata_.find(bytes);
+        if (it != recent_metadata_.end()) return it->second;
+    }
     ObjectId id = object_id_of(data, n);
-    if (std::uint64_t ro = lookup(id, kMetadataAlignment)) return ro;
-    RegionFile& r = region(RegionType::metadata);
-    std::uint64_t off = r.align();
-    r.append(data, n);
-    record(r, id, off);
-    return make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), off);
+    std::uint64_t ro = lookup(id, kMetadataAlignment);
+    if (!ro) {
+        RegionFile& r = region(RegionType::metadata);
+        std::uint64_t off = r.align();
+        r.append(data, n);
+        record(r, id, off);
+        ro = make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), off);
+    }
+    if (n <= kRecentLimit && recent_metadata_.size() < kRecentCount) recent_metadata_.emplace(std::move(bytes), ro);
+    return ro;
 }
 
 void ObjectStore::begin_data(std::uint64_t length) {

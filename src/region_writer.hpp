@@ -130,6 +130,7 @@ private:
     std::string image_;
     std::vector<std::unique_ptr<RegionFile>> regions_;
     std::unordered_map<ObjectId, std::uint64_t, ObjectIdHash> known_;
+    std::unordered_map<std::string, std::uint64_t> recent_metadata_;  // small metadata objects by their bytes
     // A large object that may be a duplicate (its length is a parent object's,
     // or its length and first bytes are those of an object written here) is
     // hashed while it is written and, if it is one, taken back at once from the

@@ -162,23 +162,25 @@ Number parse_number(const unsigned char* field, std::size_t len) {
 std::string parse_header(const unsigned char* b, std::size_t len, std::uint64_t offset, Header& out) {
     out = Header{};
     if (len != kBlock) return "a tar header block is 512 bytes, not " + std::to_string(len);
-    std::size_t nz = 0;
-    while (nz < kBlock && b[nz] == 0) ++nz;
-    if (nz == kBlock) {
+    // One pass over the block: its byte sum (0: an all-zero block) and how many
+    // bytes have the high bit set, for the signed sum some old tars wrote.
+    std::uint32_t sum = 0, high = 0;
+    for (std::size_t i = 0; i < kBlock; ++i) {
+        sum += b[i];
+        high += b[i] >> 7;
+    }
+    if (sum == 0) {
         out.end_block = true;
         return {};
     }
     Number stored = parse_number(b + 148, 8);
     if (stored.status == Number::kBad) return bad_field("checksum", b + 148, 8, offset);
-    std::int64_t unsigned_sum = 8 * ' ', signed_sum = 8 * ' ';
-    for (std::size_t i = 0; i < kBlock; ++i) {
-        if (i == 148) {
-            i = 155;
-            continue;
-        }
-        unsigned_sum += b[i];
-        signed_sum += b[i] < 128 ? b[i] : static_cast<int>(b[i]) - 256;
+    for (std::size_t i = 148; i < 156; ++i) {  // the checksum field counts as eight spaces
+        sum -= b[i];
+        high -= b[i] >> 7;
     }
+    std::int64_t unsigned_sum = std::int64_t{sum} + 8 * ' ';
+    std::int64_t signed_sum = unsigned_sum - 256 * std::int64_t{high};
     if (stored.status != Number::kOk || (stored.value != unsigned_sum && stored.value != signed_sum))
         return "bad header checksum at offset " + std::to_string(offset) + " (not a tar archive, or damaged)";
     out.typeflag = b[156];

@@ -356,6 +356,43 @@ def test_file_object_and_pipe(tmp_path):
     assert snapshot(tmp_path / "bio.cim") == snapshot(tmp_path / "pipe.cim")
 
 
+class _Dribble(io.RawIOBase):
+    """A source that hands out at most `n` bytes per read (buffer-boundary cases)."""
+
+    def __init__(self, data, n):
+        self.data, self.pos, self.n = data, 0, n
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        k = min(len(b), self.n, len(self.data) - self.pos)
+        b[:k] = self.data[self.pos:self.pos + k]
+        self.pos += k
+        return k
+
+
+def test_mapped_file_and_stream_make_the_same_bytes(tmp_path):
+    """A plain tar file is mapped and read in place; a stream goes through the read
+    buffer. Both must produce the same image, byte for byte (fixed region set)."""
+    plain = tmp_path / "s.tar"
+    write_sample_layer(plain)
+    big = TarBuilder().add("Files/big.bin", os.urandom(3 << 20)).add("Files/small.txt", b"x" * 700).bytes()
+    guid = "12345678-1234-1234-1234-123456789abc"
+    for name, data in (("sample", plain.read_bytes()), ("big", big)):
+        src = write(tmp_path, data, name + ".tar")
+        seen = []
+        layer.import_tar(src, tmp_path / "m" / "l.cim", region_set=guid,
+                         progress=lambda done, total, entries: seen.append((done, total)))
+        assert seen and seen[-1] == (len(data), len(data))  # the mapped path reports progress too
+        layer.import_tar(_Dribble(data, 1000), tmp_path / "s" / "l.cim", region_set=guid)
+        for f in sorted(os.listdir(tmp_path / "m")):
+            assert (tmp_path / "m" / f).read_bytes() == (tmp_path / "s" / f).read_bytes(), (name, f)
+        assert sorted(os.listdir(tmp_path / "m")) == sorted(os.listdir(tmp_path / "s"))
+        for d in ("m", "s"):
+            cimfs.destroy(tmp_path / d / "l.cim")
+
+
 def test_stdin_dash(tmp_path):
     plain = tmp_path / "s.tar"
     write_sample_layer(plain)

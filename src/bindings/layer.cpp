@@ -8,6 +8,7 @@
 
 #include "cimfs/layer_import.hpp"
 #include "cimfs/layer_records.hpp"
+#include "cimfs/platform.hpp"
 #include "cimfs/reader.hpp"
 #include "convert.hpp"
 
@@ -45,11 +46,6 @@ struct PyLayerImporter {
     }
 
     void run(py::object readinto, py::object log) {
-        if (!log.is_none())
-            importer.set_log([log](const std::string& m) {
-                py::gil_scoped_acquire gil;
-                log(decode(m));
-            });
         layer::ReadFn read = [&readinto](unsigned char* buf, std::size_t n) -> std::size_t {
             py::gil_scoped_acquire gil;
             py::memoryview view = py::memoryview::from_memory(buf, static_cast<py::ssize_t>(n), false);
@@ -60,15 +56,49 @@ struct PyLayerImporter {
             if (got > n) throw py::value_error("readinto() returned more bytes than it was given room for");
             return got;
         };
+        guarded(log, [&] { importer.run(read); });
+    }
+
+    // Run an import with the writer locked and the GIL released; ImportError
+    // becomes LayerImportFailure(entry, record, reason).
+    template <class F>
+    void guarded(py::object log, F&& f) {
+        if (!log.is_none())
+            importer.set_log([log](const std::string& m) {
+                py::gil_scoped_acquire gil;
+                log(decode(m));
+            });
         try {
-            writer.locked([&](ImageWriter&) { importer.run(read); });
+            writer.locked([&](ImageWriter&) { f(); });
         } catch (const layer::ImportError& e) {
+            importer.set_log(nullptr);
             py::object failure = py::module_::import("cimfs._core").attr("LayerImportFailure");
             PyErr_SetObject(failure.ptr(),
                             py::make_tuple(decode(e.entry), decode(e.record), decode(e.reason)).ptr());
             throw py::error_already_set();
+        } catch (...) {
+            importer.set_log(nullptr);
+            throw;
         }
         importer.set_log(nullptr);
+    }
+
+    // A plain tar file: mapped and read in place. tick(consumed) is called every
+    // few MiB (progress); a pending signal (Ctrl-C) stops the import there.
+    void run_file(py::handle path, py::object tick, py::object log) {
+        std::string p = host_path(path);
+        platform::MappedFile map;
+        {
+            py::gil_scoped_release nogil;
+            map = platform::MappedFile::open(p);
+        }
+        layer::TickFn on_tick = [&](std::uint64_t consumed) {
+            map.release_before(consumed);
+            py::gil_scoped_acquire gil;
+            if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+            if (!tick.is_none()) tick(consumed);
+        };
+        guarded(log, [&] { importer.run_mapped(map.data(), static_cast<std::size_t>(map.size()), on_tick); });
     }
 
     py::dict stats() const {
@@ -102,6 +132,9 @@ void bind_layer(py::module_& m) {
         .def("run", &PyLayerImporter::run, py::arg("readinto"), py::arg("log") = py::none(),
              "Import the tar that readinto(memoryview) -> int fills. Raises LayerImportFailure(entry, record, "
              "reason); exceptions of readinto and log pass through.")
+        .def("run_file", &PyLayerImporter::run_file, py::arg("path"), py::arg("tick") = py::none(),
+             py::arg("log") = py::none(),
+             "Import a plain tar file, mapped. tick(consumed_bytes) is called every few MiB.")
         .def_property_readonly("entries", [](const PyLayerImporter& i) { return i.importer.stats().entries; })
         .def("stats", &PyLayerImporter::stats);
     m.def("encode_eas", [](const std::vector<std::pair<py::bytes, py::bytes>>& eas, std::uint8_t flags) {
