@@ -721,7 +721,16 @@ void PortableWriter::serialize() {
             auto t = encode_link_table(entries, kStreamSize);
             r.stream_table = store_->put_metadata(t.data(), t.size());
         }
-        if (record_size_ >= kFileRecordSizeV3) {
+        if (record_size_ >= kFileRecordSizeV3 && (n == root_ || n->links.size() == 1)) {
+            // The names of this file, (parent id, name): one for all but hard-linked files.
+            static const std::u16string dot = u".";
+            unsigned char parent_id[4];
+            st32(parent_id, n == root_ ? 1 : n->links[0].parent->id);
+            const std::u16string* name = n == root_ ? &dot : &n->links[0].name;
+            auto t = encode_link_table({{name, parent_id}}, 4);
+            // No other file has this (parent, name): the table is this file's alone.
+            r.links = store_->put_unique_metadata(t.data(), t.size());
+        } else if (record_size_ >= kFileRecordSizeV3) {
             // The names of this file: (parent id, name), sorted like any link table.
             std::vector<std::pair<std::u16string, std::uint32_t>> names;
             if (n == root_) {
@@ -743,9 +752,14 @@ void PortableWriter::serialize() {
                 entries.emplace_back(&k.second.first, values.back().data());
             }
             auto t = encode_link_table(entries, 4);
-            r.links = store_->put_metadata(t.data(), t.size());
+            r.links = store_->put_unique_metadata(t.data(), t.size());
         }
     }
+    // The links tables were hashed in the background; a rare one that equals an
+    // earlier object is referred to through that object.
+    store_->settle_small();
+    if (record_size_ >= kFileRecordSizeV3)
+        for (FileRecord& r : records) r.links = store_->final_offset(r.links);
     // File tables of up to 1024 records, then the directory of tables.
     std::vector<unsigned char> directory;
     for (std::size_t first = 0; first < records.size(); first += kFilesPerTable) {

@@ -85,6 +85,20 @@ void RegionFile::truncate_to(std::uint64_t pos) {
     end_ = pos;
 }
 
+bool RegionFile::holds(std::uint64_t offset, const std::string& bytes) {
+    std::uint64_t n = bytes.size();
+    if (offset + n > end_) return false;
+    std::size_t in_file = offset >= buf_start_ ? 0 : static_cast<std::size_t>(std::min(n, buf_start_ - offset));
+    if (in_file) {
+        std::string disk(in_file, '\0');
+        file_.pread_exact(&disk[0], in_file, offset);
+        if (std::memcmp(disk.data(), bytes.data(), in_file) != 0) return false;
+    }
+    if (in_file == n) return true;
+    std::uint64_t at = offset + in_file - buf_start_;
+    return std::memcmp(buf_.data() + at, bytes.data() + in_file, static_cast<std::size_t>(n - in_file)) == 0;
+}
+
 void RegionFile::finish(bool durable) {
     std::uint64_t len = round_up(end_, alignment());
     flush();
@@ -112,6 +126,11 @@ ObjectStore::~ObjectStore() {
 }
 
 void ObjectStore::add_known(const ObjectId& id, std::uint64_t region_offset) {
+    remember(id, region_offset);
+    if (id.length < kSmallDataLimit) parent_small_lengths_.insert(id.length);
+}
+
+void ObjectStore::remember(const ObjectId& id, std::uint64_t region_offset) {
     known_.emplace(id, region_offset);
     if (id.length >= kSmallDataLimit) known_lengths_.insert(id.length);
 }
@@ -137,7 +156,64 @@ std::uint64_t ObjectStore::lookup(const ObjectId& id, std::uint32_t alignment) c
 
 void ObjectStore::record(RegionFile& r, const ObjectId& id, std::uint64_t offset) {
     r.entries.push_back({id, offset});
-    add_known(id, make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), offset));
+    remember(id, make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), offset));
+}
+
+void ObjectStore::hash_later(RegionFile& r, std::uint64_t offset, const void* data, std::size_t n) {
+    ObjectId placeholder;
+    placeholder.length = n;
+    r.entries.push_back({placeholder, offset});
+    if (small_batches_.empty() || small_batches_.back().queued) small_batches_.emplace_back();
+    SmallBatch& b = small_batches_.back();
+    b.items.push_back({&r, r.entries.size() - 1, b.bytes.size(), n});
+    b.bytes.append(static_cast<const char*>(data), n);
+    if (b.bytes.size() >= (256u << 10)) {
+        std::lock_guard<std::mutex> lock(mu_);
+        queue_small_batch_locked();
+    }
+}
+
+void ObjectStore::queue_small_batch_locked() {
+    if (small_batches_.empty() || small_batches_.back().queued) return;
+    small_batches_.back().queued = true;
+    start_workers_locked();
+    queue_.push_back(Job{true, small_batches_.size() - 1});
+    ++outstanding_;
+    cv_.notify_one();
+}
+
+void ObjectStore::settle_small() {
+    {
+        std::unique_lock<std::mutex> lock(mu_);
+        queue_small_batch_locked();
+        done_cv_.wait(lock, [this] { return outstanding_ == 0; });
+        if (worker_error_) std::rethrow_exception(worker_error_);
+    }
+    // In write order, so that the result does not depend on thread timing.
+    for (; small_settled_ < small_batches_.size(); ++small_settled_) {
+        SmallBatch& b = small_batches_[small_settled_];
+        for (std::size_t i = 0; i < b.items.size(); ++i) {
+            const SmallBatch::Item& it = b.items[i];
+            RegionFile::Entry& e = it.region->entries[it.entry];
+            e.id = b.ids[i];
+            std::uint64_t ro = make_region_offset(static_cast<std::uint16_t>(base_ + it.region->index_in_set()), e.offset);
+            if (std::uint64_t earlier = lookup(e.id, kMetadataAlignment)) {
+                redirect_.emplace(ro, earlier);
+                e.dropped = true;
+            } else {
+                remember(e.id, ro);
+            }
+        }
+    }
+}
+
+std::uint64_t ObjectStore::put_unique_metadata(const void* data, std::size_t n) {
+    if (n <= kDigestSize) return put_metadata(data, n);  // its own ID: no hashing to save
+    RegionFile& r = region(RegionType::metadata);
+    std::uint64_t off = r.align();
+    r.append(data, n);
+    hash_later(r, off, data, n);
+    return make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), off);
 }
 
 std::uint64_t ObjectStore::put_metadata(const void* data, std::size_t n) {
@@ -150,7 +226,15 @@ std::uint64_t ObjectStore::put_metadata(const void* data, std::size_t n) {
         auto it = recent_metadata_.find(bytes);
         if (it != recent_metadata_.end()) return it->second;
     }
-    ObjectId id = object_id_of(data, n);
+    ObjectId id;
+    id.length = n;
+    if (n <= kDigestSize) {
+        std::memcpy(id.digest.data(), data, n);
+    } else {
+        meta_hash_.reset();
+        meta_hash_.update(data, n);
+        id.digest = meta_hash_.finish();
+    }
     std::uint64_t ro = lookup(id, kMetadataAlignment);
     if (!ro) {
         RegionFile& r = region(RegionType::metadata);
@@ -173,7 +257,9 @@ void ObjectStore::begin_data(std::uint64_t length) {
     // arrives only when it may be a duplicate: an object of the same length is
     // in a parent (known only by digest), or one written here has the same
     // first bytes (decided once the prefix is in, see append_data).
-    if (cur_->type() == RegionType::small_data || known_lengths_.count(length))
+    if (cur_->type() == RegionType::small_data)
+        cur_mode_ = parent_small_lengths_.count(length) ? HashMode::as_written : HashMode::background;
+    else if (known_lengths_.count(length))
         cur_mode_ = HashMode::as_written;
     else if (pending_by_length_.count(length))
         cur_mode_ = HashMode::undecided;
@@ -227,6 +313,25 @@ DataRef ObjectStore::end_data() {
         data_bytes_ -= cur_length_;
     };
     if (r.type() == RegionType::small_data) {
+        // cur_prefix_ holds the whole object (small data is shorter than kPrefixBytes).
+        ref.region_offset = make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), cur_offset_);
+        if (cur_length_ > kDigestSize && cur_mode_ == HashMode::background) {
+            std::uint64_t h = std::hash<std::string>{}(cur_prefix_);
+            auto [first, last] = small_by_content_.equal_range(h);
+            for (auto it = first; it != last; ++it) {
+                auto [region, offset] = it->second;
+                if (region->holds(offset, cur_prefix_)) {
+                    take_back();
+                    ref.region_offset = make_region_offset(static_cast<std::uint16_t>(base_ + region->index_in_set()), offset);
+                    return ref;
+                }
+            }
+            small_by_content_.emplace(h, std::make_pair(&r, cur_offset_));
+            hash_later(r, cur_offset_, cur_prefix_.data(), cur_prefix_.size());
+            return ref;
+        }
+        // Up to 24 bytes the object is its own ID; an object whose length a
+        // parent's objects have is hashed as written (parents are known by ID only).
         ObjectId id;
         id.length = cur_length_;
         if (cur_length_ <= id.digest.size())
@@ -238,7 +343,6 @@ DataRef ObjectStore::end_data() {
             ref.region_offset = ro;
         } else {
             record(r, id, cur_offset_);
-            ref.region_offset = make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), cur_offset_);
         }
         return ref;
     }
@@ -287,7 +391,7 @@ DataRef ObjectStore::end_data() {
     ref.pending = static_cast<std::int64_t>(idx);
     if (!p.hashed) {
         start_workers_locked();
-        queue_.push_back(idx);
+        queue_.push_back(Job{false, idx});
         ++outstanding_;
         cv_.notify_one();
     }
@@ -311,8 +415,27 @@ void ObjectStore::hash_worker() {
             std::unique_lock<std::mutex> lock(mu_);
             cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
             if (stop_ && queue_.empty()) return;
-            idx = queue_.front();
+            Job job = queue_.front();
             queue_.pop_front();
+            if (job.small) {
+                SmallBatch& b = small_batches_[job.index];
+                lock.unlock();
+                b.ids.resize(b.items.size());
+                for (std::size_t i = 0; i < b.items.size(); ++i) {
+                    const SmallBatch::Item& it = b.items[i];
+                    sha.reset();
+                    sha.update(b.bytes.data() + it.at, it.length);
+                    b.ids[i].length = it.length;
+                    b.ids[i].digest = sha.finish();
+                }
+                std::string().swap(b.bytes);  // the region has them; keep memory flat
+                lock.lock();
+                --outstanding_;
+                lock.unlock();
+                done_cv_.notify_all();
+                continue;
+            }
+            idx = job.index;
             file = &pending_[idx].region->file();
             offset = pending_[idx].offset;
             length = pending_[idx].length;
@@ -345,11 +468,7 @@ void ObjectStore::hash_worker() {
 }
 
 void ObjectStore::resolve_pending() {
-    {
-        std::unique_lock<std::mutex> lock(mu_);
-        done_cv_.wait(lock, [this] { return outstanding_ == 0; });
-        if (worker_error_) std::rethrow_exception(worker_error_);
-    }
+    settle_small();
     // Record the large objects in write order, so the result does not depend on
     // thread timing. None of them can duplicate an earlier object: one that
     // might (same length and first 4 KiB, or a parent object's length) was
@@ -367,15 +486,24 @@ void ObjectStore::resolve_pending() {
     }
 }
 
+std::uint64_t ObjectStore::final_offset(std::uint64_t region_offset) const {
+    auto it = redirect_.find(region_offset);
+    return it == redirect_.end() ? region_offset : it->second;
+}
+
 std::uint64_t ObjectStore::resolved(const DataRef& ref) const {
-    if (ref.pending < 0) return ref.region_offset;
+    if (ref.pending < 0) return final_offset(ref.region_offset);
     return pending_.at(static_cast<std::size_t>(ref.pending)).final_offset;
 }
 
 std::uint16_t ObjectStore::finish(bool durable) {
+    settle_small();
     for (auto& rp : regions_) {
         RegionFile& r = *rp;
         r.finish(durable);
+        r.entries.erase(std::remove_if(r.entries.begin(), r.entries.end(),
+                                       [](const RegionFile::Entry& e) { return e.dropped; }),
+                        r.entries.end());
         std::sort(r.entries.begin(), r.entries.end(),
                   [](const RegionFile::Entry& a, const RegionFile::Entry& b) { return a.id < b.id; });
         std::string suffix = guid_.to_string() + "_" + std::to_string(r.index_in_set());

@@ -39,6 +39,8 @@ public:
     void append(const void* data, std::size_t n);
     // Drop everything from `pos` on (undo of the last object).
     void truncate_to(std::uint64_t pos);
+    // Whether the region holds exactly `bytes` at `offset` (written data, flushed or not).
+    bool holds(std::uint64_t offset, const std::string& bytes);
     void flush();
     // Pad the file to the alignment and flush; `durable` also fsyncs.
     void finish(bool durable);
@@ -50,6 +52,7 @@ public:
     struct Entry {
         ObjectId id;
         std::uint64_t offset;
+        bool dropped = false;  // a copy found to duplicate an earlier object; not listed
     };
     std::vector<Entry> entries;  // every object stored here, for the objectid file
 
@@ -81,6 +84,9 @@ public:
 
     // Store a whole metadata object (deduplicated); returns its RegionOffset.
     std::uint64_t put_metadata(const void* data, std::size_t n);
+    // Store a metadata object that cannot equal any other object of the image
+    // (a file's own links table): not looked up, hashed in the background.
+    std::uint64_t put_unique_metadata(const void* data, std::size_t n);
 
     // Streaming data objects: begin, append any number of times, end.
     void begin_data(std::uint64_t length);
@@ -93,6 +99,12 @@ public:
     // written (see end_data: duplicates were already taken back).
     void resolve_pending();
     std::uint64_t resolved(const DataRef& ref) const;
+    // Wait for the background hashes of small and unique objects and list them.
+    // A rare one whose ID an earlier object has (the same bytes reached the image
+    // by two routes) is dropped from the lists and references go to the earlier
+    // copy: final_offset() maps its RegionOffset to that one.
+    void settle_small();
+    std::uint64_t final_offset(std::uint64_t region_offset) const;
 
     // Pad, flush and write the objectid files (temp names). Returns the region count.
     std::uint16_t finish(bool durable);
@@ -109,8 +121,11 @@ private:
     RegionFile& region(format::RegionType type);
     std::uint64_t lookup(const ObjectId& id, std::uint32_t alignment) const;
     void record(RegionFile& r, const ObjectId& id, std::uint64_t offset);
+    void remember(const ObjectId& id, std::uint64_t region_offset);
     void hash_worker();
     void start_workers_locked();
+    void hash_later(RegionFile& r, std::uint64_t offset, const void* data, std::size_t n);
+    void queue_small_batch_locked();
     std::uint64_t prefix_fingerprint() const;
 
     struct Pending {
@@ -139,6 +154,28 @@ private:
     enum class HashMode { as_written, undecided, background };
     std::unordered_map<std::uint64_t, std::vector<std::size_t>> pending_by_length_;
     std::unordered_set<std::uint64_t> known_lengths_;
+    std::unordered_set<std::uint64_t> parent_small_lengths_;  // small objects of parents, by length
+
+    // Small objects are not hashed as they are written (SHA-512 of every object
+    // costs more than the rest of storing it). Duplicates are found exactly, by
+    // comparing bytes with the earlier objects of the same content hash, and the
+    // SHA-512 IDs for the objectid files are computed by the workers in batches.
+    struct SmallBatch {
+        struct Item {
+            RegionFile* region;
+            std::size_t entry;  // index in region->entries
+            std::size_t at;     // where its bytes start in `bytes`
+            std::size_t length;
+        };
+        std::string bytes;
+        std::vector<Item> items;
+        std::vector<ObjectId> ids;  // written by the worker
+        bool queued = false;
+    };
+    std::deque<SmallBatch> small_batches_;  // stable addresses while workers read them
+    std::size_t small_settled_ = 0;         // batches whose IDs are in the regions' entries
+    std::unordered_multimap<std::uint64_t, std::pair<RegionFile*, std::uint64_t>> small_by_content_;
+    std::unordered_map<std::uint64_t, std::uint64_t> redirect_;  // dropped copy -> earlier object
     HashMode cur_mode_ = HashMode::background;
     std::string cur_prefix_;
     std::vector<std::string> objectid_temp_, objectid_final_, published_;
@@ -147,12 +184,17 @@ private:
     RegionFile* cur_ = nullptr;
     std::uint64_t cur_offset_ = 0, cur_length_ = 0, cur_written_ = 0;
     Sha512 cur_hash_;
+    Sha512 meta_hash_;  // for put_metadata
 
     // deferred hashing of large objects
     std::deque<Pending> pending_;
     std::mutex mu_;
     std::condition_variable cv_, done_cv_;
-    std::deque<std::size_t> queue_;
+    struct Job {
+        bool small;         // a SmallBatch, or a large Pending object
+        std::size_t index;  // into small_batches_ or pending_
+    };
+    std::deque<Job> queue_;
     std::size_t outstanding_ = 0;
     bool stop_ = false;
     std::exception_ptr worker_error_;

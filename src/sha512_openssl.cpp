@@ -14,7 +14,23 @@ Sha512::Sha512() : ctx_(EVP_MD_CTX_new()) {
 
 Sha512::~Sha512() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
 
-void Sha512::reset() { EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha512(), nullptr); }
+namespace {
+// The digest implementation, looked up once (OpenSSL 3 fetches it from its
+// provider on every init otherwise).
+const EVP_MD* sha512_md() {
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    static const EVP_MD* md = [] {
+        const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA512", nullptr);
+        return fetched ? fetched : EVP_sha512();
+    }();
+    return md;
+#else
+    return EVP_sha512();
+#endif
+}
+}  // namespace
+
+void Sha512::reset() { EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), sha512_md(), nullptr); }
 
 void Sha512::update(const void* data, std::size_t n) {
     EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, n);

@@ -99,6 +99,42 @@ def test_identical_security_descriptors_and_eas_stored_once(tmp_path):
     assert lay.regions[0].count(prefixed) == 1
 
 
+def test_small_data_equal_to_a_metadata_object_is_listed_once(tmp_path):
+    """Small data is hashed in the background and deduplicated by its bytes among
+    small data; when it equals a metadata object (here an EA blob written later),
+    the image must still list that object once and the file must read back."""
+    ea = L.ea_blob([(b"SAME", b"e" * 60)])
+    with cimfs.create(tmp_path, "t.cim") as w:
+        w.add_file("data", data=ea)                                   # small data first
+        w.add_file("meta", FileInfo(extended_attributes=ea), data=b"m")  # then the same bytes as an EA
+        w.add_file("data2", data=ea)                                  # and again as data
+    path = tmp_path / "t.cim"
+    assert_sound(path)  # includes: no ID twice in an objectid file
+    lay = L.Layout(path)
+    ids = [(e[0], e[1]) for reg in lay.objectids for e in reg.entries]
+    assert ids.count((len(ea), L.object_digest(ea))) == 1
+    with cimfs.open(path) as img:
+        assert img.read_bytes("data") == img.read_bytes("data2") == ea
+        assert img.extended_attributes("meta") == ea
+
+
+def test_links_table_equal_to_a_directory_table_is_listed_once(tmp_path):
+    """A file's own links table (parent id, name) is hashed in the background; in
+    a chain a\a\a a directory's table {name: child} can hold the same bytes."""
+    name = "long-name"  # tables longer than 24 bytes (shorter objects are their own IDs)
+    with cimfs.create(tmp_path, "t.cim") as w:
+        p = name
+        w.add_directory(p)
+        for _ in range(6):
+            p += "\\" + name
+            w.add_directory(p)
+        w.add_file(p + "\\leaf", data=b"x")
+    path = tmp_path / "t.cim"
+    assert_sound(path)
+    with cimfs.open(path) as img:
+        assert img.read_bytes(p + "\\leaf") == b"x"
+
+
 def _write_mixed(directory):
     """A tree with small, large and duplicate content; returns {name: bytes}."""
     big = [blob(10 + i, 700_000 + 4097 * i) for i in range(6)]
