@@ -104,6 +104,15 @@ void File::truncate(std::uint64_t size) {
     if (::ftruncate(fd_of(handle_), static_cast<off_t>(size)) != 0) fail("truncate", path_, errno);
 }
 
+void File::start_writeback(std::uint64_t offset, std::uint64_t n) {
+#if defined(__linux__)
+    ::sync_file_range(fd_of(handle_), static_cast<off_t>(offset), static_cast<off_t>(n), SYNC_FILE_RANGE_WRITE);
+#else
+    (void)offset;
+    (void)n;
+#endif
+}
+
 void File::sync() {
 #if defined(__APPLE__)
     if (::fcntl(fd_of(handle_), F_FULLFSYNC) != 0 && ::fsync(fd_of(handle_)) != 0)

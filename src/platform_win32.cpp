@@ -270,6 +270,10 @@ void File::sync() {
     if (!::FlushFileBuffers(h_of(handle_))) fail_last("fsync", path_);
 }
 
+void File::start_writeback(std::uint64_t, std::uint64_t) {
+    // The cache manager writes behind on its own (lazy writer).
+}
+
 void File::close() {
     if (handle_ != kInvalid) {
         HANDLE h = h_of(handle_);

@@ -58,6 +58,7 @@ void RegionFile::append(const void* data, std::size_t n) {
         file_.pwrite_all(data, n, end_);
         end_ += n;
         buf_start_ = end_;
+        write_behind();
         return;
     }
     if (buf_.empty()) buf_start_ = end_;
@@ -72,6 +73,18 @@ void RegionFile::flush() {
         buf_.clear();
     }
     buf_start_ = end_;
+    write_behind();
+}
+
+void RegionFile::write_behind() {
+    // Written data goes to the disk in 8 MiB steps as the region grows, rather
+    // than all at once when someone flushes the page cache after the commit.
+    constexpr std::uint64_t kStep = 8 << 20;
+    if (buf_start_ >= written_back_ + kStep) {
+        std::uint64_t upto = buf_start_ / kStep * kStep;
+        file_.start_writeback(written_back_, upto - written_back_);
+        written_back_ = upto;
+    }
 }
 
 void RegionFile::truncate_to(std::uint64_t pos) {
@@ -81,6 +94,7 @@ void RegionFile::truncate_to(std::uint64_t pos) {
         flush();
         file_.truncate(pos);
         buf_start_ = pos;
+        written_back_ = std::min(written_back_, pos);
     }
     end_ = pos;
 }

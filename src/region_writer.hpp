@@ -64,6 +64,8 @@ private:
     std::uint64_t end_ = 0;         // logical end: where the next object may start
     std::vector<unsigned char> buf_;
     std::uint64_t buf_start_ = 0;   // file offset of buf_[0]
+    std::uint64_t written_back_ = 0;  // bytes before this were handed to the disk
+    void write_behind();
 };
 
 // Where a data object lives: resolved at once (small data) or after the
