@@ -62,24 +62,33 @@ std::string type_repr(char t) {
 }
 
 // The PAX records of an entry in first-seen order; a later record for the same
-// key replaces the value (as a dict update does).
+// key replaces the value (as a dict update does). Slots are reused from entry
+// to entry, so that reading headers does not allocate.
 struct Pax {
-    std::vector<std::pair<std::string, std::string>> records;
+    using Record = std::pair<std::string, std::string>;
+    std::vector<Record> slots;
+    std::size_t n = 0;
 
+    const Record* begin() const { return slots.data(); }
+    const Record* end() const { return slots.data() + n; }
     const std::string* get(std::string_view key) const {
-        for (auto& r : records)
+        for (const Record& r : *this)
             if (r.first == key) return &r.second;
         return nullptr;
     }
     void set(std::string_view key, std::string_view value) {
-        for (auto& r : records)
-            if (r.first == key) {
-                r.second.assign(value);
+        for (std::size_t i = 0; i < n; ++i)
+            if (slots[i].first == key) {
+                slots[i].second.assign(value);
                 return;
             }
-        records.emplace_back(std::string(key), std::string(value));
+        if (n == slots.size()) slots.emplace_back();
+        slots[n].first.assign(key);
+        slots[n].second.assign(value);
+        ++n;
     }
-    bool empty() const { return records.empty(); }
+    bool empty() const { return n == 0; }
+    void clear() { n = 0; }
 };
 
 struct Entry {
@@ -155,6 +164,8 @@ private:
     std::string name_;          // the current entry, for messages
     std::uint64_t size_ = 0;
     Pax global_;                // 'g' records: apply to every later entry
+    std::string extended_;      // the current extended header's bytes
+    std::vector<tar::PaxRecord> records_;
 };
 
 std::size_t TarStream::fill() {
@@ -211,11 +222,10 @@ bool TarStream::next(Entry& e) {
         skip(pad_, [this] { return "the padding after " + str_repr(name_); });
         pad_ = 0;
     }
-    Pax pax;
-    std::optional<std::string> longname, longlink;
-    std::string extended;
+    Pax& pax = e.pax;
+    pax.clear();
+    bool longname = false, longlink = false;
     const std::uint64_t start = offset_;
-    std::string hname, hlink;
     std::int64_t size = 0;
     bool size_wide = false;
     tar::Number hmtime;
@@ -256,37 +266,42 @@ bool TarStream::next(Entry& e) {
                              (size_wide ? std::string("more than 2^63") : std::to_string(size)) +
                              " bytes (at most " + std::to_string(kMaxExtended) + " are accepted)");
             auto what = [hoff] { return "the extended header at offset " + at_offset(hoff); };
-            take(static_cast<std::size_t>(size), what, extended);
+            take(static_cast<std::size_t>(size), what, extended_);
             skip(padding(static_cast<std::uint64_t>(size)), what);
             if (type == 'x' || type == 'g') {
-                std::vector<tar::PaxRecord> records;
-                err = tar::parse_pax(reinterpret_cast<const unsigned char*>(extended.data()), extended.size(), hoff,
-                                     records);
+                err = tar::parse_pax(reinterpret_cast<const unsigned char*>(extended_.data()), extended_.size(), hoff,
+                                     records_);
                 if (!err.empty()) fail("", err);
                 Pax& into = type == 'x' ? pax : global_;
-                for (auto& r : records) into.set(r.key, r.value);
+                for (auto& r : records_) into.set(r.key, r.value);
             } else {
-                std::string text = extended.substr(0, extended.find('\0'));
-                (type == 'L' ? longname : longlink) = std::move(text);
+                std::string_view text(extended_.data(), std::min(extended_.size(), extended_.find('\0')));
+                (type == 'L' ? e.name : e.linkname).assign(text);
+                (type == 'L' ? longname : longlink) = true;
             }
             continue;
         }
-        hname.assign(h.name);
-        if (h.has_prefix) hname = std::string(h.prefix) + "/" + hname;
-        hlink.assign(h.linkname);
+        if (!longname) {
+            if (h.has_prefix) {
+                e.name.assign(h.prefix);
+                e.name += '/';
+                e.name += h.name;
+            } else {
+                e.name.assign(h.name);
+            }
+        }
+        if (!longlink) e.linkname.assign(h.linkname);
         hmtime = h.mtime;
         std::memcpy(mtime_field, block + 136, sizeof mtime_field);
         pos_ += kBlock;
         offset_ += kBlock;
         break;
     }
-    e.name = longname ? std::move(*longname) : std::move(hname);
-    e.linkname = longlink ? std::move(*longlink) : std::move(hlink);
     e.type = type;
     e.offset = start;
     if (!global_.empty()) {
         Pax merged = global_;
-        for (auto& r : pax.records) merged.set(r.first, r.second);
+        for (auto& r : pax) merged.set(r.first, r.second);
         pax = std::move(merged);
     }
     if (const std::string* p = pax.get("path")) e.name = *p;
@@ -307,7 +322,6 @@ bool TarStream::next(Entry& e) {
                          " in the header at offset " + at_offset(start));
         }
     }
-    e.pax = std::move(pax);
     // As in tarfile and GNU tar: only regular files (and unknown types) carry
     // data; links, directories, devices and FIFOs never do, whatever their size says.
     bool has_data = !(type >= '1' && type <= '6');
@@ -578,7 +592,7 @@ struct LayerImporter::Impl {
         }
 
         std::vector<std::pair<std::string, Bytes>> eas;
-        for (auto& r : pax.records)
+        for (auto& r : pax)
             if (r.first.compare(0, kRecXattr.size(), kRecXattr) == 0)
                 eas.emplace_back(r.first.substr(kRecXattr.size()), base64_record(r.first, r.second));
         if (!eas.empty()) {
