@@ -435,10 +435,10 @@ void PortableWriter::set_metadata(Node* node, const FileMetadata& meta, const ch
     obj.resize(2);
     st16(reinterpret_cast<unsigned char*>(&obj[0]), static_cast<std::uint16_t>(sd.size()));
     obj += sd;
-    node->sd = store_->put_metadata(obj.data(), obj.size());
+    node->sd = store_->put_metadata(obj.data(), obj.size(), true);
     node->ea = meta.extended_attributes.empty()
                    ? 0
-                   : store_->put_metadata(meta.extended_attributes.data(), meta.extended_attributes.size());
+                   : store_->put_metadata(meta.extended_attributes.data(), meta.extended_attributes.size(), true);
     node->ea_length = static_cast<std::uint16_t>(meta.extended_attributes.size());
     if (!meta.reparse_data.empty()) {
         obj.resize(2);
@@ -686,13 +686,13 @@ void PortableWriter::serialize() {
         if (n->directory) {
             r.default_stream.type = StreamType::link_table;
             if (!n->children.empty()) {
-                std::vector<std::vector<unsigned char>> values;
+                std::vector<unsigned char> values(4 * n->children.size());
                 std::vector<std::pair<const std::u16string*, const unsigned char*>> entries;
-                values.reserve(n->children.size());
+                entries.reserve(n->children.size());
                 for (auto& c : n->children) {
-                    values.emplace_back(4);
-                    st32(values.back().data(), c.second.node->id);
-                    entries.emplace_back(&c.second.name, values.back().data());
+                    unsigned char* v = values.data() + 4 * entries.size();
+                    st32(v, c.second.node->id);
+                    entries.emplace_back(&c.second.name, v);
                 }
                 auto t = encode_link_table(entries, 4);
                 r.default_stream.data = store_->put_metadata(t.data(), t.size());

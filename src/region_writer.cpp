@@ -230,12 +230,13 @@ std::uint64_t ObjectStore::put_unique_metadata(const void* data, std::size_t n) 
     return make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), off);
 }
 
-std::uint64_t ObjectStore::put_metadata(const void* data, std::size_t n) {
+std::uint64_t ObjectStore::put_metadata(const void* data, std::size_t n, bool shared) {
     // Files share a few security descriptors (and EA blobs): the same bytes again
     // are found without hashing them.
     constexpr std::size_t kRecentLimit = 1024, kRecentCount = 1 << 16;
+    shared = shared && n <= kRecentLimit;
     std::string bytes;
-    if (n <= kRecentLimit) {
+    if (shared) {
         bytes.assign(static_cast<const char*>(data), n);
         auto it = recent_metadata_.find(bytes);
         if (it != recent_metadata_.end()) return it->second;
@@ -257,7 +258,7 @@ std::uint64_t ObjectStore::put_metadata(const void* data, std::size_t n) {
         record(r, id, off);
         ro = make_region_offset(static_cast<std::uint16_t>(base_ + r.index_in_set()), off);
     }
-    if (n <= kRecentLimit && recent_metadata_.size() < kRecentCount) recent_metadata_.emplace(std::move(bytes), ro);
+    if (shared && recent_metadata_.size() < kRecentCount) recent_metadata_.emplace(std::move(bytes), ro);
     return ro;
 }
 

@@ -85,7 +85,9 @@ public:
     void add_known(const ObjectId& id, std::uint64_t region_offset);
 
     // Store a whole metadata object (deduplicated); returns its RegionOffset.
-    std::uint64_t put_metadata(const void* data, std::size_t n);
+    // `shared`: one that many files may have (a security descriptor, an EA blob),
+    // remembered by its bytes so that the next copy is found without hashing.
+    std::uint64_t put_metadata(const void* data, std::size_t n, bool shared = false);
     // Store a metadata object that cannot equal any other object of the image
     // (a file's own links table): not looked up, hashed in the background.
     std::uint64_t put_unique_metadata(const void* data, std::size_t n);
