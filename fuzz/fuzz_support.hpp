@@ -1,6 +1,7 @@
-// Shared pieces of the libFuzzer harnesses (fuzz_reader.cpp, fuzz_writer_paths.cpp):
-// a private scratch directory per process, a checked abort, and heap-backed file
-// mappings so that AddressSanitizer sees every out-of-range read.
+// Shared pieces of the libFuzzer harnesses (fuzz_reader.cpp, fuzz_writer_paths.cpp,
+// fuzz_layer_import.cpp): a private scratch directory per process, a checked abort,
+// the read-back check of a committed image, and heap-backed file mappings so that
+// AddressSanitizer sees every out-of-range read.
 #pragma once
 
 #include <dirent.h>
@@ -12,11 +13,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
 
 #include "cimfs/error.hpp"
+#include "cimfs/reader.hpp"
 
 namespace cimfs_fuzz {
 
@@ -87,6 +93,53 @@ inline void write_file(const std::string& path, const unsigned char* data, std::
         done += static_cast<std::size_t>(w);
     }
     close(fd);
+}
+
+// Read back a committed image: it must be sound in every respect (verify() finds
+// no problem; every file, directory and stream can be listed, stat'ed and read).
+inline void check_committed(const std::string& path) {
+    using namespace cimfs;
+    std::unique_ptr<Image> img;
+    try {
+        img = Image::open(path);
+    } catch (const Error& e) {
+        fail(std::string("a committed image does not open: ") + e.what());
+    }
+    std::vector<std::string> problems = img->verify();
+    if (!problems.empty()) fail("verify() of a committed image: " + problems.front());
+    try {
+        ImageInfo info = img->info();
+        std::vector<std::pair<std::uint32_t, std::u16string>> stack{{info.root_id, u""}};
+        std::unordered_set<std::uint32_t> seen{info.root_id};
+        std::vector<unsigned char> buf(65536);
+        while (!stack.empty()) {
+            auto [id, where] = stack.back();
+            stack.pop_back();
+            FileStat st = img->stat(id);
+            img->security_descriptor(id);
+            img->extended_attributes(id);
+            img->reparse_data(id);
+            img->links(id);
+            if (!where.empty() && img->lookup(where) != id) fail("lookup of a listed path gives another file");
+            if (st.is_directory) {
+                for (const auto& c : img->list_directory(id))
+                    if (seen.insert(c.file_id).second || !img->stat(c.file_id).is_directory)
+                        stack.push_back({c.file_id, where.empty() ? c.name : where + u"\\" + c.name});
+                    else
+                        fail("a committed image has a directory reached twice");
+            } else {
+                StreamHandle h = img->default_stream(id);
+                for (std::uint64_t o = 0; o < h.size; o += buf.size()) img->read(h, o, buf.data(), buf.size());
+            }
+            for (const auto& s : img->alternate_streams(id)) {
+                StreamHandle h = img->alternate_stream(id, s.name);
+                if (h.size != s.size) fail("alternate stream size differs from its listing");
+                for (std::uint64_t o = 0; o < h.size; o += buf.size()) img->read(h, o, buf.data(), buf.size());
+            }
+        }
+    } catch (const Error& e) {
+        fail(std::string("reading a committed image failed: ") + e.what());
+    }
 }
 
 }  // namespace cimfs_fuzz

@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "cimfs/error.hpp"
@@ -137,51 +136,6 @@ std::string pattern(std::size_t n, std::uint8_t seed) {
     return s;
 }
 
-// Read back a committed image: it must be sound in every respect.
-void check_committed(const std::string& path) {
-    std::unique_ptr<Image> img;
-    try {
-        img = Image::open(path);
-    } catch (const Error& e) {
-        fail(std::string("a committed image does not open: ") + e.what());
-    }
-    std::vector<std::string> problems = img->verify();
-    if (!problems.empty()) fail("verify() of a committed image: " + problems.front());
-    try {
-        ImageInfo info = img->info();
-        std::vector<std::pair<std::uint32_t, std::u16string>> stack{{info.root_id, u""}};
-        std::unordered_set<std::uint32_t> seen{info.root_id};
-        std::vector<unsigned char> buf(65536);
-        while (!stack.empty()) {
-            auto [id, where] = stack.back();
-            stack.pop_back();
-            FileStat st = img->stat(id);
-            img->security_descriptor(id);
-            img->extended_attributes(id);
-            img->reparse_data(id);
-            img->links(id);
-            if (!where.empty() && img->lookup(where) != id) fail("lookup of a listed path gives another file");
-            if (st.is_directory) {
-                for (const auto& c : img->list_directory(id))
-                    if (seen.insert(c.file_id).second || !img->stat(c.file_id).is_directory)
-                        stack.push_back({c.file_id, where.empty() ? c.name : where + u"\\" + c.name});
-                    else
-                        fail("a committed image has a directory reached twice");
-            } else {
-                StreamHandle h = img->default_stream(id);
-                for (std::uint64_t o = 0; o < h.size; o += buf.size()) img->read(h, o, buf.data(), buf.size());
-            }
-            for (const auto& s : img->alternate_streams(id)) {
-                StreamHandle h = img->alternate_stream(id, s.name);
-                if (h.size != s.size) fail("alternate stream size differs from its listing");
-                for (std::uint64_t o = 0; o < h.size; o += buf.size()) img->read(h, o, buf.data(), buf.size());
-            }
-        }
-    } catch (const Error& e) {
-        fail(std::string("reading a committed image failed: ") + e.what());
-    }
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -284,7 +238,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 std::string committed = w->image_path();
                 attempt([&] { w->close(); });
                 if (!ok) return 0;
-                check_committed(committed);
+                cimfs_fuzz::check_committed(committed);
                 CreateOptions f = opt;
                 f.parent = opt.name;
                 f.name = "w" + std::to_string(++generation) + ".cim";
@@ -310,6 +264,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     bool ok = attempt([&] { w->commit(); });
     std::string committed = w->image_path();
     attempt([&] { w->close(); });
-    if (ok) check_committed(committed);
+    if (ok) cimfs_fuzz::check_committed(committed);
     return 0;
 }
