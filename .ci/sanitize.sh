@@ -9,6 +9,11 @@
 #   .ci/sanitize.sh                  # from the repository root or anywhere
 #   CIMFS_FUZZ_SECONDS=60            # fuzzing time per harness (default 60)
 #   CIMFS_SANITIZE_BUILD=DIR         # build directory (default build/sanitize)
+#
+# Harnesses and their committed inputs: fuzz_reader (fuzz/corpus/reader and
+# tests/should_fail), fuzz_writer_paths (fuzz/corpus/writer), fuzz_layer_import
+# (fuzz/corpus/layer). fuzz/<harness>.dict, when present, is the harness's
+# libFuzzer dictionary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,7 +50,7 @@ gen=()
 command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
 timeout "$(left)" cmake -S . -B "$OUT" "${gen[@]}" -DCMAKE_CXX_COMPILER="$CLANGXX" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCIMFS_SANITIZE=ON -DCIMFS_BUILD_FUZZERS=ON >/dev/null
-timeout "$(left)" cmake --build "$OUT" --target fuzz_reader fuzz_writer_paths -j "$(nproc)"
+timeout "$(left)" cmake --build "$OUT" --target fuzz_reader fuzz_writer_paths fuzz_layer_import -j "$(nproc)"
 
 # The harnesses write each input's image files into a scratch directory (tmpfs when
 # possible); one that dies on a crash cannot remove its own, so this script does.
@@ -80,10 +85,11 @@ run_harness() {  # name, inputs dir(s)...
     return 1
   fi
   step "$name: fuzzing for ${budget}s"
-  local corpus="$OUT/corpus-run/$name"
+  local corpus="$OUT/corpus-run/$name" dict=()
   mkdir -p "$corpus"
   [ ${#files[@]} -gt 0 ] && cp "${files[@]}" "$corpus/"
-  timeout $((budget + 60)) "$bin" "${common[@]}" -max_total_time="$budget" -max_len=65536 \
+  [ -f "fuzz/$name.dict" ] && dict=(-dict="fuzz/$name.dict")
+  timeout $((budget + 60)) "$bin" "${common[@]}" "${dict[@]}" -max_total_time="$budget" -max_len=65536 \
     -artifact_prefix="$ART/$name-" "$corpus" 2>"$OUT/$name.log" || {
     tail -n 60 "$OUT/$name.log" >&2
     echo "sanitize.sh: $name failed; input saved in $ART/" >&2
@@ -94,5 +100,6 @@ run_harness() {  # name, inputs dir(s)...
 
 run_harness fuzz_reader fuzz/corpus/reader tests/should_fail
 run_harness fuzz_writer_paths fuzz/corpus/writer
+run_harness fuzz_layer_import fuzz/corpus/layer
 
 step "done: no crash, sanitizer report or timeout"
