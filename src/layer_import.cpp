@@ -63,32 +63,51 @@ std::string type_repr(char t) {
 
 // The PAX records of an entry in first-seen order; a later record for the same
 // key replaces the value (as a dict update does). Slots are reused from entry
-// to entry, so that reading headers does not allocate.
+// to entry, so that reading headers does not allocate. One extended header may
+// hold 100 000 records: past a few, keys are found through an index.
 struct Pax {
     using Record = std::pair<std::string, std::string>;
+    static constexpr std::size_t kLinear = 16;
     std::vector<Record> slots;
     std::size_t n = 0;
+    std::unordered_map<std::string, std::size_t> index;  // key -> slots[i], while n > kLinear
+    std::size_t bytes = 0;                                // of the keys and values held
 
     const Record* begin() const { return slots.data(); }
     const Record* end() const { return slots.data() + n; }
     const std::string* get(std::string_view key) const {
+        if (n > kLinear) {
+            auto it = index.find(std::string(key));
+            return it == index.end() ? nullptr : &slots[it->second].second;
+        }
         for (const Record& r : *this)
             if (r.first == key) return &r.second;
         return nullptr;
     }
     void set(std::string_view key, std::string_view value) {
-        for (std::size_t i = 0; i < n; ++i)
-            if (slots[i].first == key) {
-                slots[i].second.assign(value);
-                return;
-            }
+        if (const std::string* v = get(key)) {
+            std::string& held = const_cast<std::string&>(*v);
+            bytes = bytes - held.size() + value.size();
+            held.assign(value);
+            return;
+        }
         if (n == slots.size()) slots.emplace_back();
         slots[n].first.assign(key);
         slots[n].second.assign(value);
         ++n;
+        bytes += key.size() + value.size();
+        if (n == kLinear + 1) {
+            for (std::size_t i = 0; i < n; ++i) index.emplace(slots[i].first, i);
+        } else if (n > kLinear + 1) {
+            index.emplace(slots[n - 1].first, n - 1);
+        }
     }
     bool empty() const { return n == 0; }
-    void clear() { n = 0; }
+    void clear() {
+        n = 0;
+        bytes = 0;
+        if (!index.empty()) index.clear();
+    }
 };
 
 struct Entry {
@@ -274,6 +293,12 @@ bool TarStream::next(Entry& e) {
                 if (!err.empty()) fail("", err);
                 Pax& into = type == 'x' ? pax : global_;
                 for (auto& r : records_) into.set(r.key, r.value);
+                // Each header is capped, but records of several add up: an entry's
+                // records (or the global ones) may not grow past one header's worth.
+                if (into.bytes > static_cast<std::uint64_t>(kMaxExtended))
+                    fail("", std::string(type == 'x' ? "the extended headers of the entry at offset " + at_offset(start)
+                                                     : "the global extended headers up to offset " + at_offset(hoff)) +
+                                 " hold more than " + std::to_string(kMaxExtended) + " bytes of records");
             } else {
                 std::string_view text(extended_.data(), std::min(extended_.size(), extended_.find('\0')));
                 (type == 'L' ? e.name : e.linkname).assign(text);

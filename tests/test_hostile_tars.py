@@ -41,6 +41,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 import zlib
 from contextlib import contextmanager
 from typing import Dict, List, Optional, Tuple
@@ -52,7 +53,7 @@ from hypothesis import strategies as st
 import cimfs
 from cimfs import FileInfo, layer
 
-from _tar_gen import BLOCK, Entry, Tar, header, small_layer
+from _tar_gen import BLOCK, Entry, Tar, header, pax_record, small_layer
 
 HSET = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -757,6 +758,45 @@ def test_bomb_pax_header_memory_stays_bounded(tmp_path):
     del body, chunks
     outcome, rss = _run_bomb(tmp_path, p, limit_mb=2048)
     assert rss < 400, f"{rss} MB for a {p.stat().st_size}-byte input ({outcome})"
+
+
+def _extended_header(kind: bytes, key_prefix: str, value: str = "", size: int = (1 << 20) - 64) -> bytes:
+    """One extended header of about ``size`` bytes of distinct records."""
+    records, n = [], 0
+    while True:
+        r = pax_record(f"{key_prefix}{len(records):x}", value)
+        if n + len(r) > size:
+            break
+        records.append(r)
+        n += len(r)
+    body = b"".join(records)
+    return header("PaxHeaders/x", kind, len(body)) + body + b"\0" * (-len(body) % BLOCK)
+
+
+def test_pax_header_of_many_distinct_records_is_not_quadratic(tmp_path):
+    """~100 000 tiny records in one PAX header (1 MiB, the most accepted): each was
+    looked up among all before it, ~5e9 string comparisons (a minute and more)."""
+    data = _extended_header(b"x", "k") + header("Files/a", b"0", 0) + b"\0" * 1024
+    start = time.monotonic()
+    cim = attempt(tmp_path, data)
+    assert isinstance(cim, os.PathLike), cim
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("kind", [b"x", b"g"])
+def test_extended_records_are_capped_in_total(tmp_path, kind):
+    """Each extended header is capped at 1 MiB, but records of several headers add
+    up (an entry's, or the global ones, which every later entry copies): 2 MiB of
+    them is refused, so N headers cannot make the importer hold N MiB."""
+    data = (_extended_header(kind, "a", "v" * 100) + _extended_header(kind, "b", "v" * 100)
+            + header("Files/a", b"0", 0) + b"\0" * 1024)
+    e = attempt(tmp_path, data, tag=kind.decode())
+    assert isinstance(e, layer.LayerError), e
+    assert "more than 1048576 bytes of records" in str(e)
+    assert ("global" in str(e)) == (kind == b"g")
+    # one header's worth of records, and records that replace each other, are fine
+    again = b"".join(_extended_header(kind, "a", "v" * 100) for _ in range(3))
+    assert isinstance(attempt(tmp_path, again + header("Files/a", b"0", 0) + b"\0" * 1024, tag="ok"), os.PathLike)
 
 
 # --------------------------------------------------------------------------------------
