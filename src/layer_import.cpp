@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -494,6 +495,9 @@ struct LayerImporter::Impl {
     // 'd' directory, 'D' directory created because an entry needed it, 'f' file.
     std::unordered_map<std::u16string, char> kinds{{u"", 'd'}};
     std::unordered_map<std::u16string, bool> parent_dirs;  // upcased path -> is a directory in the parent
+    // Upcased paths a whiteout removed: nothing at or below them comes from the
+    // parent any more (a later entry there gets new parent directories).
+    std::unordered_set<std::u16string> removed;
     std::optional<std::u16string> last_file;               // upcased path of the last file added
     std::unordered_map<std::string, Bytes> sd_cache;       // rawsd text -> descriptor
     Entry e;
@@ -523,11 +527,21 @@ struct LayerImporter::Impl {
         return parent && parent_query([&] { return parent->lookup(path), true; });
     }
 
+    // Whether what the parent has at upcased path k is still in the image.
+    bool from_parent(const std::u16string& k) const {
+        if (!parent) return false;
+        if (removed.empty()) return true;
+        for (std::u16string p = k;; p = parent_of(p)) {
+            if (removed.count(p)) return false;
+            if (p.empty()) return true;
+        }
+    }
+
     bool is_dir(const std::u16string& path) {
         std::u16string k = key(path);
         auto it = kinds.find(k);
         if (it != kinds.end()) return it->second != 'f';
-        if (!parent) return false;
+        if (!from_parent(k)) return false;
         auto c = parent_dirs.find(k);
         if (c != parent_dirs.end()) return c->second;
         bool d = parent_is_dir(path);
@@ -669,6 +683,7 @@ struct LayerImporter::Impl {
                 c = c->first.compare(0, below.size(), below) == 0 ? kinds.erase(c) : std::next(c);
         }
         if (last_file && *last_file == k) last_file.reset();
+        if (parent) removed.insert(k);
         debug("whiteout removed " + to_utf8(victim));
     }
 
@@ -677,7 +692,7 @@ struct LayerImporter::Impl {
         std::u16string dir = parent_of(path);
         if (base == u".wh..wh..opq") {
             // Opaque directory: what the parent has in it goes, unless this layer added it.
-            if (!parent_is_dir(dir)) return;
+            if (!from_parent(key(dir)) || !parent_is_dir(dir)) return;
             for (auto& child : parent->list_directory(parent->lookup(dir))) {
                 std::u16string p = dir.empty() ? child.name : dir + u'\\' + child.name;
                 if (!kinds.count(key(p))) remove(p);
@@ -703,7 +718,7 @@ struct LayerImporter::Impl {
         if (has_stream) {
             if (t != '0' && t != '7') fail(e.name, "a stream entry must be a regular file (type " + type_repr(t) + ")");
             std::u16string k = key(path);
-            if ((!last_file || *last_file != k) && !kinds.count(k) && !parent_exists(path))
+            if ((!last_file || *last_file != k) && !kinds.count(k) && !(from_parent(k) && parent_exists(path)))
                 fail(e.name, "alternate data stream comes before its file " + str_repr(to_utf8(path)));
             w.add_alternate_stream(path + u':' + stream, e.size);
             copy_data(tar);

@@ -423,6 +423,27 @@ def test_parent_and_whiteouts(tmp_path):
         assert sorted(img.listdir("Files")) == ["drop.txt", "keep.txt"]
 
 
+def test_entries_below_a_removed_parent_directory(tmp_path):
+    """A whiteout removes a directory of the parent; a later entry below it gets
+    new parent directories like any entry whose parents are missing (it failed
+    with "no such file or directory": the parent image still had the directory).
+    A stream of a parent file that a whiteout removed comes "before its file"."""
+    base = (TarBuilder().add("Files/", kind=tarfile.DIRTYPE).add("Files/Old/", kind=tarfile.DIRTYPE)
+            .add("Files/Old/a.txt", b"a").add("Files/Old/in/", kind=tarfile.DIRTYPE).add("Files/f.txt", b"f"))
+    layer.import_tar(write(tmp_path, base.bytes(), "base.tar"), tmp_path / "base.cim")
+    top = TarBuilder().add("Files/.wh.Old").add("Files/Old/in/new.txt", b"n").add("Files/Old/in/.wh..wh..opq")
+    layer.import_tar(write(tmp_path, top.bytes(), "top.tar"), tmp_path / "top.cim", parent=tmp_path / "base.cim")
+    with cimfs.open(tmp_path / "top.cim") as img:
+        assert img.verify() == []
+        assert img.listdir("Files\\Old") == ["in"]
+        assert img.listdir("Files\\Old\\in") == ["new.txt"]
+        assert img.read_bytes("Files\\Old\\in\\new.txt") == b"n"
+    top = TarBuilder().add("Files/.wh.f.txt").add("Files/f.txt:s", b"s")
+    with pytest.raises(layer.LayerError, match="before its file"):
+        layer.import_tar(write(tmp_path, top.bytes(), "top2.tar"), tmp_path / "top2.cim",
+                         parent=tmp_path / "base.cim")
+
+
 def test_existing_image_is_not_replaced_without_overwrite(tmp_path):
     src = tmp_path / "s.tar"
     write_sample_layer(src)
