@@ -494,6 +494,9 @@ struct LayerImporter::Impl {
     // What this import has put into the image, keyed by the upcased path:
     // 'd' directory, 'D' directory created because an entry needed it, 'f' file.
     std::unordered_map<std::u16string, char> kinds{{u"", 'd'}};
+    // Upcased directory path -> the paths this import added to kinds directly in
+    // it (some may be gone since): what a whiteout of a directory takes along.
+    std::unordered_map<std::u16string, std::vector<std::u16string>> added_in;
     std::unordered_map<std::u16string, bool> parent_dirs;  // upcased path -> is a directory in the parent
     // Upcased paths a whiteout removed: nothing at or below them comes from the
     // parent any more (a later entry there gets new parent directories).
@@ -505,6 +508,26 @@ struct LayerImporter::Impl {
     Impl(ImageWriter& writer, const Image* p, std::size_t size) : w(writer), parent(p), buffer_size(size) {}
 
     std::u16string key(const std::u16string& path) const { return upcase(path, up); }
+
+    void set_kind(const std::u16string& k, char kind) {
+        auto [it, fresh] = kinds.try_emplace(k, kind);
+        if (!fresh) it->second = kind;
+        else if (!k.empty()) added_in[parent_of(k)].push_back(k);
+    }
+
+    // Forget upcased path k and everything this import added below it.
+    void forget(const std::u16string& k) {
+        std::vector<std::u16string> todo{k};
+        while (!todo.empty()) {
+            std::u16string p = std::move(todo.back());
+            todo.pop_back();
+            kinds.erase(p);
+            auto it = added_in.find(p);
+            if (it == added_in.end()) continue;
+            for (auto& c : it->second) todo.push_back(std::move(c));
+            added_in.erase(it);
+        }
+    }
 
     void debug(const std::string& message) const {
         if (log) log(message);
@@ -562,7 +585,7 @@ struct LayerImporter::Impl {
             FileMetadata m;
             m.attributes = kAttrDirectory;
             w.add_file(*it, m);
-            kinds[key(*it)] = 'D';
+            set_kind(key(*it), 'D');
             ++s.implicit_directories;
         }
     }
@@ -662,9 +685,6 @@ struct LayerImporter::Impl {
     }
 
     void remove(const std::u16string& victim) {
-        // Only a directory can have entries of this layer below it (a file of the
-        // parent that this layer never touched has none).
-        bool was_dir = is_dir(victim);
         try {
             w.remove(victim);
         } catch (const Error& ex) {
@@ -675,13 +695,7 @@ struct LayerImporter::Impl {
             throw;
         }
         std::u16string k = key(victim);
-        auto it = kinds.find(k);
-        if (it != kinds.end()) kinds.erase(it);
-        if (was_dir) {  // what this layer added below a removed directory goes too
-            std::u16string below = k + u'\\';
-            for (auto c = kinds.begin(); c != kinds.end();)
-                c = c->first.compare(0, below.size(), below) == 0 ? kinds.erase(c) : std::next(c);
-        }
+        forget(k);  // with what this layer added below a removed directory
         if (last_file && *last_file == k) last_file.reset();
         if (parent) removed.insert(k);
         debug("whiteout removed " + to_utf8(victim));
@@ -739,7 +753,7 @@ struct LayerImporter::Impl {
                 char prev = it == kinds.end() ? 0 : it->second;
                 if (prev == 'f') fail(e.name, "a directory entry names an existing file");
                 w.add_file(path, metadata(Kind::directory));
-                kinds[k] = 'd';
+                set_kind(k, 'd');
                 if (prev == 0) {
                     ++s.directories;
                 } else if (prev == 'D') {
@@ -758,7 +772,7 @@ struct LayerImporter::Impl {
                 m.size = e.size;
                 w.add_file(path, m);
                 copy_data(tar);
-                kinds[k] = 'f';
+                set_kind(k, 'f');
                 last_file = std::move(k);
                 ++s.files;
                 s.bytes += e.size;
@@ -779,7 +793,7 @@ struct LayerImporter::Impl {
                 } catch (const Error& ex) {
                     fail(e.name, "hard link to " + str_repr(e.linkname) + ": " + ex.reason);
                 }
-                kinds[k] = 'f';
+                set_kind(k, 'f');
                 last_file = std::move(k);
                 ++s.links;
                 return;
@@ -788,7 +802,7 @@ struct LayerImporter::Impl {
                 ensure_parents(path);
                 FileMetadata m = metadata(Kind::symlink);
                 w.add_file(path, m);
-                kinds[k] = (m.attributes & kAttrDirectory) ? 'd' : 'f';
+                set_kind(k, (m.attributes & kAttrDirectory) ? 'd' : 'f');
                 last_file = std::move(k);
                 ++s.symlinks;
                 return;

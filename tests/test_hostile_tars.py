@@ -799,6 +799,26 @@ def test_extended_records_are_capped_in_total(tmp_path, kind):
     assert isinstance(attempt(tmp_path, again + header("Files/a", b"0", 0) + b"\0" * 1024, tag="ok"), os.PathLike)
 
 
+def test_whiteouts_of_directories_do_not_scan_every_path(tmp_path):
+    """20 000 files, then 20 000 directories each added and whited out: every
+    whiteout of a directory scanned all paths the import had added for those
+    below it (4e8 comparisons, 17 s); now it visits only what it removes."""
+    n = 20000
+    parts = [header("Files/", b"5")] + [header(f"Files/f{i}", b"0", 0) for i in range(n)]
+    for i in range(n):
+        parts += [header(f"D{i}/", b"5"), header(f"D{i}/x", b"0", 0), header(f".wh.D{i}", b"0", 0)]
+    src = tmp_path / "wh.tar"
+    src.write_bytes(b"".join(parts) + b"\0" * 1024)
+    start = time.monotonic()
+    with alarm(60):
+        s = layer.import_tar(src, tmp_path / "wh.cim")
+    assert time.monotonic() - start < 5
+    assert s.whiteouts == n
+    with cimfs.open(tmp_path / "wh.cim") as img:
+        assert img.listdir("") == ["Files"]
+        assert len(img.listdir("Files")) == n
+
+
 # --------------------------------------------------------------------------------------
 # extraction: hostile images never write outside DEST
 
