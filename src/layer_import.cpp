@@ -501,6 +501,7 @@ struct LayerImporter::Impl {
     // Upcased paths a whiteout removed: nothing at or below them comes from the
     // parent any more (a later entry there gets new parent directories).
     std::unordered_set<std::u16string> removed;
+    std::unordered_set<std::u16string> opaque_done;  // upcased directories an opaque whiteout cleared
     std::optional<std::u16string> last_file;               // upcased path of the last file added
     std::unordered_map<std::string, Bytes> sd_cache;       // rawsd text -> descriptor
     Entry e;
@@ -705,11 +706,16 @@ struct LayerImporter::Impl {
         ++s.whiteouts;
         std::u16string dir = parent_of(path);
         if (base == u".wh..wh..opq") {
-            // Opaque directory: what the parent has in it goes, unless this layer added it.
-            if (!from_parent(key(dir)) || !parent_is_dir(dir)) return;
+            // Opaque directory: what the parent has in it goes, unless this layer
+            // added it. Once per directory: after that, each of the parent's entries
+            // there is gone or this layer's (whose own whiteouts handle it).
+            std::u16string dk = key(dir);
+            if (!from_parent(dk) || opaque_done.count(dk) || !parent_is_dir(dir)) return;
+            opaque_done.insert(dk);
             for (auto& child : parent->list_directory(parent->lookup(dir))) {
                 std::u16string p = dir.empty() ? child.name : dir + u'\\' + child.name;
-                if (!kinds.count(key(p))) remove(p);
+                std::u16string k = key(p);
+                if (!kinds.count(k) && !removed.count(k)) remove(p);
             }
             return;
         }

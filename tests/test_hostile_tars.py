@@ -819,6 +819,26 @@ def test_whiteouts_of_directories_do_not_scan_every_path(tmp_path):
         assert len(img.listdir("Files")) == n
 
 
+def test_repeated_opaque_whiteouts_cost_nothing_more(tmp_path):
+    """An opaque whiteout went through all the parent's entries of its directory
+    every time, each one a failed remove once gone: 400 of them (200 KiB) over a
+    parent directory of 5 000 files took seconds (a real base layer's System32
+    holds 20 000: 10 s per 100 KiB). Now a directory is cleared once."""
+    base = [header("Files/", b"5")] + [header(f"Files/f{i}", b"0", 0) for i in range(5000)]
+    (tmp_path / "base.tar").write_bytes(b"".join(base) + b"\0" * 1024)
+    layer.import_tar(tmp_path / "base.tar", tmp_path / "base.cim")
+    top = [header("Files/.wh..wh..opq", b"0", 0)] * 200 + [header("Files/mine", b"0", 0)]
+    top += [header("Files/.wh..wh..opq", b"0", 0)] * 200
+    (tmp_path / "top.tar").write_bytes(b"".join(top) + b"\0" * 1024)
+    start = time.monotonic()
+    with alarm(60):
+        layer.import_tar(tmp_path / "top.tar", tmp_path / "top.cim", parent=tmp_path / "base.cim")
+    assert time.monotonic() - start < 5
+    with cimfs.open(tmp_path / "top.cim") as img:
+        assert img.listdir("Files") == ["mine"]
+        assert img.verify() == []
+
+
 # --------------------------------------------------------------------------------------
 # extraction: hostile images never write outside DEST
 
