@@ -10,13 +10,12 @@
 //             so whiteouts, opaque directories and streams of parent files run
 //             against something; set: no parent
 //   bit 1     image format 2 (set) or 3 (clear); the parent is in the same format
-//   bit 2     clear: run() through a read function; set: run_mapped() over the
-//             input in place (an exact-size heap copy, so ASan sees any read
-//             past the end of the "mapping")
-//   bit 3     set: import a second time through the other of the two, and
-//             require the same outcome: the same ImportError, or images equal
-//             byte for byte (a differential check of the buffering, which no
-//             sanitizer sees when it hands the writer wrong bytes)
+//   bit 2     clear: the read function hands out varying small pieces (below);
+//             set: every read fills the importer's buffer as far as it can
+//   bit 3     set: import a second time the other way, and require the same
+//             outcome: the same ImportError, or images equal byte for byte (a
+//             differential check of the buffering, which no sanitizer sees
+//             when it hands the writer wrong bytes)
 //
 // A hash of the whole input seeds the sizes the read function hands out: 1..16
 // bytes, around a block (500..524), up to 4 KiB, or all that is left, so that
@@ -254,7 +253,7 @@ struct Outcome {
 };
 
 Outcome import_once(const std::uint8_t* data, std::size_t size, const std::string& dir, bool with_parent,
-                    std::uint32_t format_major, bool mapped, bool keep_files) {
+                    std::uint32_t format_major, bool whole, bool keep_files) {
     Parent& parent = g_parent[format_major == 3];
     std::uint64_t rng = fnv1a(data, size);
     Outcome out;
@@ -294,7 +293,7 @@ Outcome import_once(const std::uint8_t* data, std::size_t size, const std::strin
         if (pos >= size || n == 0) return 0;
         std::uint64_t r = splitmix(rng);
         std::size_t k;
-        switch (r & 3) {
+        switch (whole ? 3 : r & 3) {
             case 0: k = 1 + ((r >> 2) & 15); break;            // 1..16
             case 1: k = 500 + ((r >> 2) % 25); break;          // around a block
             case 2: k = 1 + ((r >> 2) & 4095); break;          // up to 4 KiB
@@ -306,7 +305,7 @@ Outcome import_once(const std::uint8_t* data, std::size_t size, const std::strin
         return k;
     };
 
-    const char* how = with_parent ? (mapped ? " +parent mapped" : " +parent") : (mapped ? " mapped" : "");
+    const char* how = with_parent ? (whole ? " +parent whole" : " +parent") : (whole ? " whole" : "");
     bool imported = false;
     {
         layer::LayerImporter importer(*w, with_parent ? parent.image.get() : nullptr, 0);
@@ -314,15 +313,7 @@ Outcome import_once(const std::uint8_t* data, std::size_t size, const std::strin
             if (m.empty()) fail("an empty log message");
         });
         try {
-            if (mapped) {
-                std::uint64_t last_tick = 0;
-                importer.run_mapped(data, size, [&](std::uint64_t consumed) {
-                    if (consumed < last_tick || consumed > size) fail("a tick reports a wrong offset");
-                    last_tick = consumed;
-                });
-            } else {
-                importer.run(read);
-            }
+            importer.run(read);
             imported = true;
             if (g_verbose) {
                 const layer::ImportStats& st = importer.stats();
@@ -384,20 +375,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint8_t setting = data[size - 1];
     const bool with_parent = !(setting & 1);
     const std::uint32_t format_major = (setting & 2) ? 2 : 3;
-    const bool mapped = (setting & 4) != 0;
+    const bool whole = (setting & 4) != 0;
     const bool compare = (setting & 8) != 0;
     const std::string dir = cimfs_fuzz::scratch_dir() + "/run";
-    Outcome a = import_once(data, size, dir, with_parent, format_major, mapped, compare);
+    Outcome a = import_once(data, size, dir, with_parent, format_major, whole, compare);
     if (compare) {
-        // The same tar through the other input path must end the same way and,
+        // The same tar read the other way must end the same way and,
         // on success, give the same image byte for byte.
-        Outcome b = import_once(data, size, dir, with_parent, format_major, !mapped, true);
+        Outcome b = import_once(data, size, dir, with_parent, format_major, !whole, true);
         if (a.committed != b.committed || a.error != b.error)
-            fail("run() and run_mapped() disagree:\n  " + (a.committed ? std::string("ok") : a.error) + "\n  " +
+            fail("piecewise and whole reads disagree:\n  " + (a.committed ? std::string("ok") : a.error) + "\n  " +
                  (b.committed ? std::string("ok") : b.error));
-        if (a.files.size() != b.files.size()) fail("run() and run_mapped() write different files");
+        if (a.files.size() != b.files.size()) fail("piecewise and whole reads write different files");
         for (std::size_t i = 0; i < a.files.size(); ++i)
-            if (a.files[i] != b.files[i]) fail("run() and run_mapped() write different bytes to " + a.files[i].first);
+            if (a.files[i] != b.files[i]) fail("piecewise and whole reads write different bytes to " + a.files[i].first);
     }
     return 0;
 }

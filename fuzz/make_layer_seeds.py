@@ -15,9 +15,8 @@ blocks (tarfile pads to 10 KiB), so most are a few KB. The last byte of an
 input (padding the importer does not read) picks the fuzzer's setting: 0 (the
 usual) forks the fuzzer's parent image in format 3 and reads through a read
 function; a few seeds are also written as "<name>-noparent-v2.bin" (last byte
-3: no parent, format 2) and "<name>-compare.bin" (last byte 12: imported in
-place, as a mapped file is, and again through a read function; both must end
-alike).
+3: no parent, format 2) and "<name>-compare.bin" (last byte 12: read in
+whole buffers, and again in small pieces; both must end alike).
 Needs only the standard library (and tests/_tar_gen.py for hand-made blocks).
 """
 
@@ -270,7 +269,7 @@ def seeds() -> dict:
 
 # Seeds also written for the fuzzer's other setting (no parent, format 2).
 NO_PARENT_TOO = ("windows-layer", "symlinks", "gnu-longnames", "whiteouts")
-# ... and imported both in place (run_mapped) and through a read function.
+# ... and imported both with whole reads and with reads in small pieces.
 COMPARE_TOO = ("windows-layer", "buffer-crossing", "pax-overrides", "whiteouts", "small-layer")
 
 

@@ -125,10 +125,7 @@ struct Entry {
 class TarStream {
 public:
     TarStream(const ReadFn& read, std::size_t buffer_size)
-        : read_(&read), buf_(std::max<std::size_t>(buffer_size, 64 * kBlock)), base_(buf_.data()) {}
-    // A tar in memory: all of it is "read" from the start.
-    TarStream(const unsigned char* data, std::size_t size, const TickFn& tick)
-        : tick_(&tick), base_(data), end_(size), eof_(true) {}
+        : read_(&read), buf_(std::max<std::size_t>(buffer_size, 64 * kBlock)) {}
 
     // The next entry; false at the end of the archive. Skips whatever the
     // caller left of the previous entry's data.
@@ -142,20 +139,11 @@ public:
             if (pos_ == end_ && !fill())
                 truncated(name_, "the archive ends inside the data of " + str_repr(name_) + " (" +
                                      std::to_string(left_) + " of " + std::to_string(size_) + " bytes missing)");
-            std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>({left_, end_ - pos_, kMaxPiece}));
-            sink(base_ + pos_, k);
+            std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(left_, end_ - pos_));
+            sink(buf_.data() + pos_, k);
             pos_ += k;
             offset_ += k;
             left_ -= k;
-            tick();
-        }
-    }
-
-    // Report progress to a mapped input's tick function every kTickBytes.
-    void tick() {
-        if (tick_ && offset_ >= next_tick_) {
-            (*tick_)(offset_);
-            next_tick_ = offset_ + kTickBytes;
         }
     }
 
@@ -167,17 +155,10 @@ private:
     template <class What>
     void skip(std::uint64_t n, What&& what);
 
-    // Pieces of mapped data handed to the writer at once, and how often a mapped
-    // input reports progress (in which the caller may drop the pages behind it).
-    static constexpr std::uint64_t kMaxPiece = 8 << 20, kTickBytes = 8 << 20;
-
     const ReadFn* read_ = nullptr;
-    const TickFn* tick_ = nullptr;
     std::vector<unsigned char> buf_;
-    const unsigned char* base_;  // buf_, or the mapped tar
     std::size_t pos_ = 0, end_ = 0;
     bool eof_ = false;
-    std::uint64_t next_tick_ = kTickBytes;
     std::uint64_t offset_ = 0;  // archive offset of buf_[pos_]
     std::uint64_t left_ = 0;    // data of the current entry not consumed yet
     std::uint64_t pad_ = 0;     // padding after it
@@ -213,7 +194,7 @@ void TarStream::take(std::size_t n, What&& what, std::string& out) {
         if (pos_ == end_ && !fill())
             truncated("", "the archive ends inside " + what() + " (offset " + at_offset(offset_) + ")");
         std::size_t k = std::min(n, end_ - pos_);
-        out.append(reinterpret_cast<const char*>(base_ + pos_), k);
+        out.append(reinterpret_cast<const char*>(buf_.data() + pos_), k);
         pos_ += k;
         offset_ += k;
         n -= k;
@@ -235,7 +216,6 @@ void TarStream::skip(std::uint64_t n, What&& what) {
 std::uint64_t padding(std::uint64_t size) { return (kBlock - size % kBlock) % kBlock; }
 
 bool TarStream::next(Entry& e) {
-    tick();
     if (left_ || pad_) {
         skip(left_, [this] { return "the data of " + str_repr(name_); });
         left_ = 0;
@@ -263,7 +243,7 @@ bool TarStream::next(Entry& e) {
             }
             if (end_ - pos_ < kBlock) truncated("", "the archive ends inside the header at offset " + at_offset(hoff));
         }
-        const unsigned char* block = base_ + pos_;
+        const unsigned char* block = buf_.data() + pos_;
         tar::Header h;
         std::string err = tar::parse_header(block, kBlock, hoff, h);
         if (!err.empty()) fail("", err);
@@ -839,11 +819,6 @@ const ImportStats& LayerImporter::stats() const { return impl_->s; }
 
 void LayerImporter::run(const ReadFn& read) {
     TarStream tar(read, impl_->buffer_size);
-    impl_->run(tar);
-}
-
-void LayerImporter::run_mapped(const unsigned char* data, std::size_t size, const TickFn& tick) {
-    TarStream tar(data, size, tick);
     impl_->run(tar);
 }
 

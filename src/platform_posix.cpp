@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -149,12 +148,6 @@ void MappedFile::reset() {
     if (data_) ::munmap(const_cast<unsigned char*>(data_), static_cast<std::size_t>(size_));
     data_ = nullptr;
     size_ = 0;
-}
-
-void MappedFile::release_before(std::uint64_t offset) {
-    std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-    std::uint64_t end = std::min(offset, size_) / page * page;
-    if (data_ && end) ::madvise(const_cast<unsigned char*>(data_), static_cast<std::size_t>(end), MADV_DONTNEED);
 }
 
 MappedFile MappedFile::open(const std::string& path) {

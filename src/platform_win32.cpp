@@ -310,10 +310,6 @@ void MappedFile::reset() {
     mapping_ = 0;
 }
 
-void MappedFile::release_before(std::uint64_t) {
-    // Windows trims a process's working set of clean file pages by itself.
-}
-
 MappedFile MappedFile::open(const std::string& path) {
     std::wstring w = win32::widen_path(path);
     HANDLE file = ::CreateFileW(w.c_str(), GENERIC_READ, kShareAll, nullptr, OPEN_EXISTING,

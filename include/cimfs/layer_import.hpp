@@ -21,9 +21,6 @@ namespace cimfs::layer {
 
 // Fill up to n bytes of buf with the next bytes of the tar; 0 at its end.
 using ReadFn = std::function<std::size_t(unsigned char* buf, std::size_t n)>;
-// Called every few MiB with the archive bytes consumed so far, when the input
-// is a mapping (there are no reads to hang progress reports or interruption on).
-using TickFn = std::function<void(std::uint64_t consumed)>;
 // Debug messages (a directory created because an entry needed it, a whiteout
 // of a path that does not exist).
 using LogFn = std::function<void(const std::string& message)>;
@@ -63,9 +60,6 @@ public:
     void set_log(LogFn log);
     // Import the whole tar. Throws ImportError; exceptions of `read` pass through.
     void run(const ReadFn& read);
-    // The same for a tar in memory (a mapped file): entries and data are used in
-    // place, without copying them into a read buffer. Exceptions of `tick` pass through.
-    void run_mapped(const unsigned char* data, std::size_t size, const TickFn& tick);
     // Counts so far (valid during run(), from inside `read`).
     const ImportStats& stats() const;
 

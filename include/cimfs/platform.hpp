@@ -55,10 +55,6 @@ public:
     static MappedFile open(const std::string& path);
     const unsigned char* data() const { return data_; }
     std::uint64_t size() const { return size_; }
-    // The caller is done with the bytes before `offset`: let their pages go from
-    // the process (they stay in the page cache), so reading a big file start to
-    // end does not grow the resident set by its size.
-    void release_before(std::uint64_t offset);
 
 private:
     void reset();

@@ -167,11 +167,9 @@ def _split_cim_path(cim_path: PathLike) -> Tuple[str, str]:
 
 
 def _run_import(w: Writer, parent_path: Optional[str], reader: BinaryIO, counter, total: Optional[int],
-                buffer_size: int, progress: Optional[ProgressFn], summary: ImportSummary, display: str,
-                mapped_file: Optional[str]) -> None:
+                buffer_size: int, progress: Optional[ProgressFn], summary: ImportSummary, display: str) -> None:
     """The tar's entries into ``w`` by the C++ importer, which calls back here only
-    to read (decompressed) input, to report progress and to log. A plain tar file
-    (``mapped_file``) is mapped and read in place instead."""
+    to read (decompressed) input (and report progress) and to log."""
     imp = _core.LayerImporter(w._core, parent_path, buffer_size)
     log_fn = log.debug if log.isEnabledFor(logging.DEBUG) else None
     source_readinto = getattr(reader, "readinto", None)
@@ -192,17 +190,10 @@ def _run_import(w: Writer, parent_path: Optional[str], reader: BinaryIO, counter
                 progress(counter.consumed, total, imp.entries)
         return n
 
-    def tick(consumed: int) -> None:
-        counter.consumed = consumed
-        if progress is not None:
-            progress(consumed, total, imp.entries)
-
     try:
-        if mapped_file is not None:
-            imp.run_file(mapped_file, tick, log_fn)
-            tick(total or 0)
-        else:
-            imp.run(readinto, log_fn)
+        imp.run(readinto, log_fn)
+        if progress is not None:
+            progress(counter.consumed, total, imp.entries)
     except _core.LayerImportFailure as ex:
         entry, record, reason = ex.args
         raise LayerError("import", display, entry, reason, record=record, cim=w.path) from None
@@ -270,11 +261,7 @@ def import_tar(
         log.info("importing %s (%s) into %s", display, compression, image_path)
         w = Writer(directory, name, parent=parent_name, region_set=region_set, format_version=format_version)
         with w:
-            # A plain tar in a regular file is mapped rather than read: no copy of it
-            # passes through a read buffer.
-            mapped = display if (isinstance(source, (str, bytes, os.PathLike)) and compression == "none"
-                                 and total is not None and display != "<stdin>") else None
-            _run_import(w, parent_path, reader, counter, total, buffer_size, progress, summary, display, mapped)
+            _run_import(w, parent_path, reader, counter, total, buffer_size, progress, summary, display)
     except BaseException:
         if made_dir is not None:
             _remove_empty_dirs(made_dir, directory)

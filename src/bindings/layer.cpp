@@ -8,7 +8,6 @@
 
 #include "cimfs/layer_import.hpp"
 #include "cimfs/layer_records.hpp"
-#include "cimfs/platform.hpp"
 #include "cimfs/reader.hpp"
 #include "convert.hpp"
 
@@ -83,24 +82,6 @@ struct PyLayerImporter {
         importer.set_log(nullptr);
     }
 
-    // A plain tar file: mapped and read in place. tick(consumed) is called every
-    // few MiB (progress); a pending signal (Ctrl-C) stops the import there.
-    void run_file(py::handle path, py::object tick, py::object log) {
-        std::string p = host_path(path);
-        platform::MappedFile map;
-        {
-            py::gil_scoped_release nogil;
-            map = platform::MappedFile::open(p);
-        }
-        layer::TickFn on_tick = [&](std::uint64_t consumed) {
-            map.release_before(consumed);
-            py::gil_scoped_acquire gil;
-            if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-            if (!tick.is_none()) tick(consumed);
-        };
-        guarded(log, [&] { importer.run_mapped(map.data(), static_cast<std::size_t>(map.size()), on_tick); });
-    }
-
     py::dict stats() const {
         const layer::ImportStats& s = importer.stats();
         py::dict d;
@@ -132,9 +113,6 @@ void bind_layer(py::module_& m) {
         .def("run", &PyLayerImporter::run, py::arg("readinto"), py::arg("log") = py::none(),
              "Import the tar that readinto(memoryview) -> int fills. Raises LayerImportFailure(entry, record, "
              "reason); exceptions of readinto and log pass through.")
-        .def("run_file", &PyLayerImporter::run_file, py::arg("path"), py::arg("tick") = py::none(),
-             py::arg("log") = py::none(),
-             "Import a plain tar file, mapped. tick(consumed_bytes) is called every few MiB.")
         .def_property_readonly("entries", [](const PyLayerImporter& i) { return i.importer.stats().entries; })
         .def("stats", &PyLayerImporter::stats);
     m.def("encode_eas", [](const std::vector<std::pair<py::bytes, py::bytes>>& eas, std::uint8_t flags) {
