@@ -1,4 +1,4 @@
-// Parsing of tar headers for the layer importer (python/cimfs/_tarstream.py):
+// Parsing of tar headers for the layer importer (src/layer_import.cpp):
 // one 512-byte ustar/GNU header block, and the records of a pax extended
 // header. Pure C++, no Python. Numbers follow Python's int() grammar so the
 // importer behaves exactly as its pure-Python reference did; every error is a
