@@ -191,7 +191,9 @@ void ObjectStore::queue_small_batch_locked() {
     if (small_batches_.empty() || small_batches_.back().queued) return;
     small_batches_.back().queued = true;
     start_workers_locked();
-    queue_.push_back(Job{true, small_batches_.size() - 1});
+    // The worker gets the batch's address, not its index: the deque's own
+    // bookkeeping changes as the importing thread adds batches without the lock.
+    queue_.push_back(Job{&small_batches_.back(), 0});
     ++outstanding_;
     cv_.notify_one();
 }
@@ -406,7 +408,7 @@ DataRef ObjectStore::end_data() {
     ref.pending = static_cast<std::int64_t>(idx);
     if (!p.hashed) {
         start_workers_locked();
-        queue_.push_back(Job{false, idx});
+        queue_.push_back(Job{nullptr, idx});
         ++outstanding_;
         cv_.notify_one();
     }
@@ -432,8 +434,8 @@ void ObjectStore::hash_worker() {
             if (stop_ && queue_.empty()) return;
             Job job = queue_.front();
             queue_.pop_front();
-            if (job.small) {
-                SmallBatch& b = small_batches_[job.index];
+            if (job.batch) {
+                SmallBatch& b = *job.batch;
                 lock.unlock();
                 b.ids.resize(b.items.size());
                 for (std::size_t i = 0; i < b.items.size(); ++i) {

@@ -195,8 +195,8 @@ private:
     std::mutex mu_;
     std::condition_variable cv_, done_cv_;
     struct Job {
-        bool small;         // a SmallBatch, or a large Pending object
-        std::size_t index;  // into small_batches_ or pending_
+        SmallBatch* batch;  // a batch of small objects (its address is stable), or
+        std::size_t index;  // a large object: index into pending_
     };
     std::deque<Job> queue_;
     std::size_t outstanding_ = 0;
