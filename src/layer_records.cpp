@@ -6,6 +6,8 @@
 #include <cstring>
 #include <limits>
 
+#include "cimfs/tar_header.hpp"
+
 namespace cimfs::layer {
 
 namespace {
@@ -213,22 +215,7 @@ std::string str_repr(std::string_view s) {
     while (i < s.size()) {
         unsigned char c = static_cast<unsigned char>(s[i]);
         if (c < 0x80) {
-            if (c == static_cast<unsigned char>(quote) || c == '\\') {
-                out += '\\';
-                out += static_cast<char>(c);
-            } else if (c == '\t') {
-                out += "\\t";
-            } else if (c == '\n') {
-                out += "\\n";
-            } else if (c == '\r') {
-                out += "\\r";
-            } else if (c < 0x20 || c == 0x7f) {
-                out += "\\x";
-                out += hex[c >> 4];
-                out += hex[c & 15];
-            } else {
-                out += static_cast<char>(c);
-            }
+            tar::append_repr_byte(out, c, quote);
             ++i;
             continue;
         }

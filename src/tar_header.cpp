@@ -84,32 +84,33 @@ std::string at(std::uint64_t offset, std::size_t pos) {
 
 }  // namespace
 
+void append_repr_byte(std::string& out, unsigned char c, char quote) {
+    static const char hex[] = "0123456789abcdef";
+    if (c == static_cast<unsigned char>(quote) || c == '\\') {
+        out += '\\';
+        out += static_cast<char>(c);
+    } else if (c == '\t') {
+        out += "\\t";
+    } else if (c == '\n') {
+        out += "\\n";
+    } else if (c == '\r') {
+        out += "\\r";
+    } else if (c < 0x20 || c >= 0x7f) {
+        out += "\\x";
+        out += hex[c >> 4];
+        out += hex[c & 15];
+    } else {
+        out += static_cast<char>(c);
+    }
+}
+
 std::string bytes_repr(const unsigned char* data, std::size_t len) {
     bool has_single = std::memchr(data, '\'', len) != nullptr;
     bool has_double = std::memchr(data, '"', len) != nullptr;
     char quote = (has_single && !has_double) ? '"' : '\'';
-    static const char hex[] = "0123456789abcdef";
     std::string out = "b";
     out += quote;
-    for (std::size_t i = 0; i < len; ++i) {
-        unsigned char c = data[i];
-        if (c == static_cast<unsigned char>(quote) || c == '\\') {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else if (c == '\t') {
-            out += "\\t";
-        } else if (c == '\n') {
-            out += "\\n";
-        } else if (c == '\r') {
-            out += "\\r";
-        } else if (c < 0x20 || c >= 0x7f) {
-            out += "\\x";
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
+    for (std::size_t i = 0; i < len; ++i) append_repr_byte(out, data[i], quote);
     out += quote;
     return out;
 }

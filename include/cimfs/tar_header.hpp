@@ -56,6 +56,8 @@ std::string parse_pax(const unsigned char* data, std::size_t len, std::uint64_t 
 // whitespace), saturating outside int64. False when int() would refuse it.
 bool parse_decimal(std::string_view text, std::int64_t& out);
 
+// One byte as Python's repr() of a bytes object shows it between `quote`s.
+void append_repr_byte(std::string& out, unsigned char c, char quote);
 // Python's repr() of a bytes object (for messages).
 std::string bytes_repr(const unsigned char* data, std::size_t len);
 
