@@ -9,6 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The ThreadSanitizer runtime (Debian's libtsan2; g++ normally brings it).
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && ! dpkg -s libtsan2 >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libtsan2
+fi
+
 VENV=.venv-tsan
 BUILD=${CIMFS_TSAN_BUILD:-build/tsan}
 rm -rf "$VENV"
@@ -22,6 +28,7 @@ python -m pip install -q --no-build-isolation . -C build-dir="$BUILD" -C cmake.b
   -C cmake.define.CMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread"
 
 LIBTSAN=$(g++ -print-file-name=libtsan.so)
+[ -f "$LIBTSAN" ] || { echo "tsan.sh: libtsan.so not found (install libtsan2)" >&2; exit 2; }
 LOG=$(mktemp)
 # The interpreter itself is not instrumented: libtsan is preloaded so that the
 # extension's threads are checked; reports go to the log and fail the run.
