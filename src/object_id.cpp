@@ -10,17 +10,22 @@ std::size_t ObjectIdHash::operator()(const ObjectId& id) const noexcept {
     return static_cast<std::size_t>(h ^ (id.length * 0x9E3779B97F4A7C15ull));
 }
 
-ObjectId object_id_of(const void* data, std::size_t n) {
+ObjectId object_id_of(const void* data, std::size_t n, Sha512& hasher) {
     ObjectId id;
     id.length = n;
     if (n <= id.digest.size()) {
         std::memcpy(id.digest.data(), data, n);
     } else {
-        Sha512 h;
-        h.update(data, n);
-        id.digest = h.finish();
+        hasher.reset();
+        hasher.update(data, n);
+        id.digest = hasher.finish();
     }
     return id;
+}
+
+ObjectId object_id_of(const void* data, std::size_t n) {
+    Sha512 h;
+    return object_id_of(data, n, h);
 }
 
 }  // namespace cimfs

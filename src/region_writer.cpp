@@ -243,15 +243,7 @@ std::uint64_t ObjectStore::put_metadata(const void* data, std::size_t n, bool sh
         auto it = recent_metadata_.find(bytes);
         if (it != recent_metadata_.end()) return it->second;
     }
-    ObjectId id;
-    id.length = n;
-    if (n <= kDigestSize) {
-        std::memcpy(id.digest.data(), data, n);
-    } else {
-        meta_hash_.reset();
-        meta_hash_.update(data, n);
-        id.digest = meta_hash_.finish();
-    }
+    ObjectId id = object_id_of(data, n, meta_hash_);
     std::uint64_t ro = lookup(id, kMetadataAlignment);
     if (!ro) {
         RegionFile& r = region(RegionType::metadata);
@@ -440,10 +432,7 @@ void ObjectStore::hash_worker() {
                 b.ids.resize(b.items.size());
                 for (std::size_t i = 0; i < b.items.size(); ++i) {
                     const SmallBatch::Item& it = b.items[i];
-                    sha.reset();
-                    sha.update(b.bytes.data() + it.at, it.length);
-                    b.ids[i].length = it.length;
-                    b.ids[i].digest = sha.finish();
+                    b.ids[i] = object_id_of(b.bytes.data() + it.at, it.length, sha);
                 }
                 std::string().swap(b.bytes);  // the region has them; keep memory flat
                 lock.lock();

@@ -41,5 +41,7 @@ private:
 };
 
 ObjectId object_id_of(const void* data, std::size_t n);
+// The same with a caller's hasher (reset first), for callers that name many objects.
+ObjectId object_id_of(const void* data, std::size_t n, Sha512& hasher);
 
 }  // namespace cimfs
