@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -119,13 +120,12 @@ struct Entry {
     std::int64_t mtime = 0;    // header mtime, used when there is no pax mtime
     bool mtime_wide = false;   // ... a base-256 value beyond 64 bits
     Pax pax;
-    std::uint64_t offset = 0;  // of the entry's first header
 };
 
 class TarStream {
 public:
     TarStream(const ReadFn& read, std::size_t buffer_size)
-        : read_(&read), buf_(std::max<std::size_t>(buffer_size, 64 * kBlock)) {}
+        : read_(read), buf_(std::max<std::size_t>(buffer_size, 64 * kBlock)) {}
 
     // The next entry; false at the end of the archive. Skips whatever the
     // caller left of the previous entry's data.
@@ -155,7 +155,7 @@ private:
     template <class What>
     void skip(std::uint64_t n, What&& what);
 
-    const ReadFn* read_ = nullptr;
+    const ReadFn& read_;
     std::vector<unsigned char> buf_;
     std::size_t pos_ = 0, end_ = 0;
     bool eof_ = false;
@@ -178,7 +178,7 @@ std::size_t TarStream::fill() {
         end_ -= pos_;
         pos_ = 0;
     }
-    std::size_t n = (*read_)(buf_.data() + end_, buf_.size() - end_);
+    std::size_t n = read_(buf_.data() + end_, buf_.size() - end_);
     if (!n) {
         eof_ = true;
         return 0;
@@ -304,7 +304,6 @@ bool TarStream::next(Entry& e) {
         break;
     }
     e.type = type;
-    e.offset = start;
     if (!global_.empty()) {
         Pax merged = global_;
         for (auto& r : pax) merged.set(r.first, r.second);
