@@ -77,18 +77,19 @@ struct Pax {
 
     const Record* begin() const { return slots.data(); }
     const Record* end() const { return slots.data() + n; }
-    const std::string* get(std::string_view key) const {
+    const std::string* get(std::string_view key) const { return const_cast<Pax*>(this)->find(key); }
+    std::string* find(std::string_view key) {
         if (n > kLinear) {
             auto it = index.find(std::string(key));
             return it == index.end() ? nullptr : &slots[it->second].second;
         }
-        for (const Record& r : *this)
-            if (r.first == key) return &r.second;
+        for (std::size_t i = 0; i < n; ++i)
+            if (slots[i].first == key) return &slots[i].second;
         return nullptr;
     }
     void set(std::string_view key, std::string_view value) {
-        if (const std::string* v = get(key)) {
-            std::string& held = const_cast<std::string&>(*v);
+        if (std::string* v = find(key)) {
+            std::string& held = *v;
             bytes = bytes - held.size() + value.size();
             held.assign(value);
             return;
