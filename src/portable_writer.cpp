@@ -425,7 +425,8 @@ void PortableWriter::unlink(Node* parent, const std::u16string& key) {
 void PortableWriter::set_metadata(Node* node, const FileMetadata& meta, const char* op,
                                   const std::u16string& path) {
     auto invalid = [&](const char* why) { throw_path_error(Errc::invalid_argument, op, image_path_, to_utf8(path), why, EINVAL); };
-    Bytes sd = meta.security_descriptor ? *meta.security_descriptor : null_dacl_security_descriptor();
+    static const Bytes kNullDacl = null_dacl_security_descriptor();
+    const Bytes& sd = meta.security_descriptor ? *meta.security_descriptor : kNullDacl;
     if (const char* why = check_security_descriptor(sd)) invalid(why);
     if (const char* why = check_extended_attributes(meta.extended_attributes)) invalid(why);
     if (!meta.reparse_data.empty())
